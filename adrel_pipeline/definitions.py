@@ -1,0 +1,22 @@
+"""The Dagster code location: assets, resources and the executor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from adrel_pipeline.defs.assets import graph, model, world
+from adrel_pipeline.defs.io_manager import ArtifactIOManager
+from adrel_pipeline.defs.resources import WorldResource
+
+all_assets = dg.load_assets_from_modules([world, graph, model])
+
+# One job materializing the whole graph in dependency order.
+adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all())
+
+defs = dg.Definitions(
+    assets=all_assets,
+    jobs=[adrel_job],
+    resources={"world": WorldResource(), "io_manager": ArtifactIOManager()},
+    # Steps share one process: torch and PyG import once instead of once per step.
+    executor=dg.in_process_executor,
+)
