@@ -9,6 +9,7 @@ from torch_geometric.data import HeteroData
 
 from adrel_pipeline.graph import AD, USER
 from adrel_pipeline.model import AdRelevanceModel
+from adrel_pipeline.training import deterministic
 
 
 class AdRanker:
@@ -20,7 +21,7 @@ class AdRanker:
 
     def __init__(self, model: AdRelevanceModel, graph: HeteroData):
         self.model = model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), deterministic():
             self._z = model.embed(graph)
         self._user_index = {int(i): n for n, i in enumerate(graph[USER].node_id.tolist())}
         self._ad_index = {int(i): n for n, i in enumerate(graph[AD].node_id.tolist())}

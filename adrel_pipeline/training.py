@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -74,11 +75,27 @@ class TrainResult:
         return cls(**payload)
 
 
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """PyTorch's deterministic kernels, then the caller's setting back.
+
+    Multi-threaded CPU scatter-adds (GAT aggregation and its backward) otherwise differ in the
+    last bits from run to run, and the differences grow over epochs.
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
 @torch.no_grad()
 def predict(model: AdRelevanceModel, data: HeteroData, pairs: torch.Tensor | None = None) -> torch.Tensor:
     """Relevance probabilities for (user, ad) node-index pairs, by default ``data``'s label pairs."""
     model.eval()
-    return torch.sigmoid(model(data, pairs))
+    with deterministic():
+        return torch.sigmoid(model(data, pairs))
 
 
 def train_eval_pairs(train: HeteroData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +116,8 @@ def train_gat(
     start = time.perf_counter()
     train, val = split["train"], split["val"]
     generator = torch.Generator().manual_seed(spec.seed)
-    with torch.random.fork_rng():  # weight init and dropout: seeded, without touching global state
+    # Weight init and dropout draw from the global RNG: seed it without leaking state to the caller.
+    with torch.random.fork_rng(), deterministic():
         torch.manual_seed(spec.seed)
         model = AdRelevanceModel(spec.model_config(train))
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)

@@ -1,0 +1,117 @@
+"""The wiring: every asset materialized in an ephemeral Dagster instance on a small world."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import torch
+
+from adrel_pipeline import defs, load_ranker
+from adrel_pipeline.definitions import all_assets
+from adrel_pipeline.defs.io_manager import ArtifactIOManager
+from adrel_pipeline.defs.resources import WorldResource
+from adrel_pipeline_tests.conftest import SMALL_WORLD
+
+ASSETS = ["users", "items", "interaction_edges", "hetero_graph", "link_split", "trained_gat", "oracle_auc", "test_auc"]
+RUN_CONFIG = {"ops": {"trained_gat": {"config": {"epochs": 12}}}}
+
+
+def materialize(instance, run_config=RUN_CONFIG, world=SMALL_WORLD, **kwargs):
+    return dg.materialize(
+        all_assets,
+        instance=instance,
+        resources={"world": WorldResource(**world), "io_manager": ArtifactIOManager()},
+        run_config=run_config,
+        **kwargs,
+    )
+
+
+def metadata(instance, key):
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        assert materialize(inst).success
+        yield inst
+
+
+def test_definitions_load_with_all_assets_in_dependency_order():
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSETS)
+    parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys} for k in ASSETS}
+    assert parents["interaction_edges"] == {"users", "items"}
+    assert parents["hetero_graph"] == {"users", "items", "interaction_edges"}
+    assert parents["link_split"] == {"hetero_graph"}
+    assert parents["trained_gat"] == {"link_split"}
+    assert parents["test_auc"] == {"trained_gat", "link_split", "oracle_auc"}
+
+
+def test_metadata_tells_the_story(instance):
+    assert metadata(instance, "users")["dagster/row_count"] == SMALL_WORLD["num_users"]
+    assert metadata(instance, "interaction_edges")["dagster/row_count"] == SMALL_WORLD["num_interactions"]
+    graph_md = metadata(instance, "hetero_graph")
+    assert graph_md["num_nodes/user"] == SMALL_WORLD["num_users"]
+    assert graph_md["num_nodes/ad"] + graph_md["num_nodes/non_ad"] == SMALL_WORLD["num_items"]
+    assert metadata(instance, "link_split")["test/positive_share"] == 0.5
+    trained = metadata(instance, "trained_gat")
+    assert 1 <= trained["best_epoch"] <= trained["epochs_run"] <= 12
+    aucs = metadata(instance, "test_auc")
+    for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle"):
+        assert isinstance(aucs[key], float), key
+    assert 0.6 < aucs["test_auc"] <= aucs["oracle_auc"] + 0.03
+    assert aucs["oracle_auc"] == metadata(instance, "oracle_auc")["oracle_auc"]
+
+
+def test_outputs_are_parquet_and_weights_only_torch(instance):
+    storage = Path(instance.storage_directory())
+    for key in ("users", "items", "interaction_edges"):
+        assert (storage / f"{key}.parquet").exists()
+    for key in ("hetero_graph", "link_split", "trained_gat", "test_auc"):
+        torch.load(storage / f"{key}.pt", weights_only=True)
+    assert not list(storage.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_rerun_is_deterministic(instance):
+    first = metadata(instance, "test_auc")
+    with dg.instance_for_test() as other:
+        assert materialize(other).success
+        second = metadata(other, "test_auc")
+    for key in ("test_auc", "val_auc", "train_auc", "oracle_auc"):
+        assert first[key] == second[key], key
+
+
+def test_rank_ads_reads_the_materialized_model(instance):
+    ranker = load_ranker(instance)
+    ads = [int(a) for a in torch.load(Path(instance.storage_directory()) / "hetero_graph.pt",
+                                      weights_only=True)["__heterodata__"]["ad"]["node_id"][:10]]
+    ranked = ranker.rank_ads(0, ads)
+    assert [a for a, _ in ranked] != [] and sorted(a for a, _ in ranked) == sorted(ads)
+    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+
+
+def test_invalid_world_fails_before_anything_is_written():
+    with dg.instance_for_test() as inst:
+        result = materialize(inst, world={**SMALL_WORLD, "num_users": 0}, raise_on_error=False)
+        assert not result.success
+        assert "num_users=0 is out of range: must be an integer >= 1" in str(result.all_events)
+        assert not result.get_asset_materialization_events()
+        assert not list(Path(inst.storage_directory()).glob("*"))
+
+
+def test_failed_training_keeps_previous_model(instance):
+    storage = Path(instance.storage_directory())
+    before = (storage / "trained_gat.pt").read_bytes()
+    n_events = len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records)
+    bad = {"ops": {"trained_gat": {"config": {"lr": 0.0}}}}
+    result = dg.materialize(
+        all_assets, instance=instance, selection=["trained_gat"],
+        resources={"world": WorldResource(**SMALL_WORLD), "io_manager": ArtifactIOManager()},
+        run_config=bad, raise_on_error=False,
+    )
+    assert not result.success
+    assert "lr=0.0 is out of range: must be in (0, 1]" in str(result.all_events)
+    assert (storage / "trained_gat.pt").read_bytes() == before
+    assert len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records) == n_events
