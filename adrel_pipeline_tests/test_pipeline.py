@@ -106,11 +106,7 @@ def test_failed_training_keeps_previous_model(instance):
     before = (storage / "trained_gat.pt").read_bytes()
     n_events = len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records)
     bad = {"ops": {"trained_gat": {"config": {"lr": 0.0}}}}
-    result = dg.materialize(
-        all_assets, instance=instance, selection=["trained_gat"],
-        resources={"world": WorldResource(**SMALL_WORLD), "io_manager": ArtifactIOManager()},
-        run_config=bad, raise_on_error=False,
-    )
+    result = materialize(instance, run_config=bad, selection=["trained_gat"], raise_on_error=False)
     assert not result.success
     assert "lr=0.0 is out of range: must be in (0, 1]" in str(result.all_events)
     assert (storage / "trained_gat.pt").read_bytes() == before
