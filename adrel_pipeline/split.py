@@ -100,6 +100,15 @@ def with_message_passing(graph: HeteroData, edges: torch.Tensor) -> HeteroData:
     return data
 
 
+def without_labels(data: HeteroData) -> HeteroData:
+    """``data``'s graph without its supervision pairs: what a model sees when scoring."""
+    graph = with_message_passing(data, data[USER_AD].edge_index)
+    for key in ("edge_label_index", "edge_label"):
+        if key in graph[USER_AD]:
+            del graph[USER_AD][key]
+    return graph
+
+
 def _with_edges(graph: HeteroData, message_passing: torch.Tensor, label_index: torch.Tensor,
                 label: torch.Tensor) -> HeteroData:
     data = with_message_passing(graph, message_passing)

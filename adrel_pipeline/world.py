@@ -164,27 +164,30 @@ def interaction_probability(
     items: pl.DataFrame,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
+    outer: bool = False,
 ) -> np.ndarray:
-    """True probability that the (user, item) pairs interact at least once in the world.
+    """True probability that (user, item) pairs interact at least once in the world.
 
     Per draw: activity share x category choice probability / category size; over
     ``num_interactions`` independent draws, ``1 - (1 - p)^N``. Monotone in the per-draw
     probability, so it ranks pairs exactly as the Bayes-optimal scorer does.
+
+    Aligned pairs by default; with ``outer=True`` every user against every item, shape
+    ``(len(user_ids), len(item_ids))``.
     """
     user_row = _row_lookup(users["user_id"].to_numpy(), np.asarray(user_ids), "user_id")
     item_row = _row_lookup(items["item_id"].to_numpy(), np.asarray(item_ids), "item_id")
     activity = users["true_activity"].to_numpy()
-    interest = _category_codes(users["main_interest"])
+    interest = _category_codes(users["main_interest"])[user_row]
     item_cat = _category_codes(items["category"])
     cat_size = np.bincount(item_cat, minlength=len(INTERESTS))
+    share = activity[user_row] / activity.sum()
+    cat = item_cat[item_row]
+    if outer:
+        interest, share = interest[:, None], share[:, None]
 
     p = spec.main_interest_prob
-    match = interest[user_row] == item_cat[item_row]
-    per_draw = (
-        activity[user_row] / activity.sum()
-        * (p * match + (1.0 - p) / len(INTERESTS))
-        / cat_size[item_cat[item_row]]
-    )
+    per_draw = share * (p * (interest == cat) + (1.0 - p) / len(INTERESTS)) / cat_size[cat]
     return -np.expm1(spec.num_interactions * np.log1p(-per_draw))
 
 
