@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterator
 
 import torch
@@ -27,7 +27,7 @@ class TrainSpec:
     out_channels: int = 16
     heads: int = 2
     dropout: float = 0.0
-    epochs: int = 30
+    epochs: int = 50
     lr: float = 0.01
     weight_decay: float = 0.0
     patience: int = 5
@@ -72,7 +72,8 @@ class TrainResult:
 
     @classmethod
     def from_payload(cls, payload: dict) -> TrainResult:
-        return cls(**payload)
+        """From :meth:`to_payload`'s dict; other keys (e.g. tracking records) are ignored."""
+        return cls(**{f.name: payload[f.name] for f in fields(cls) if f.name in payload})
 
 
 @contextmanager
