@@ -4,8 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STATE ?= $(CURDIR)/.adrel
 export DAGSTER_HOME ?= $(STATE)/dagster_home
+# The code finds its default MLflow store (sqlite) here too: $(STATE)/mlflow.db, artifacts beside it.
+export ADREL_STATE_DIR := $(STATE)
+MLFLOW_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(STATE)/mlflow.db)
 
-.PHONY: install run test ui bench clean
+.PHONY: install run test ui mlflow-ui bench clean
 
 # torch first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +36,12 @@ test: install
 ## The Dagster UI on http://127.0.0.1:3000, on the same DAGSTER_HOME as `make run`.
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## The MLflow UI on http://127.0.0.1:5000, on the store `make run` records to.
+mlflow-ui: install
+	mkdir -p $(STATE)
+	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI) --default-artifact-root $(STATE)/mlartifacts \
+		--host 127.0.0.1 --port 5000
 
 ## Per-asset wall time and peak memory of the default world (median of 3 runs).
 bench: install

@@ -1,4 +1,4 @@
-"""The Dagster code location: assets, resources and the executor."""
+"""The Dagster code location: assets, resources (world, MLflow, IO manager) and the executor."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dagster as dg
 
 from adrel_pipeline.defs.assets import graph, model, world
 from adrel_pipeline.defs.io_manager import ArtifactIOManager
-from adrel_pipeline.defs.resources import WorldResource
+from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
 
 all_assets = dg.load_assets_from_modules([world, graph, model])
 
@@ -16,7 +16,7 @@ adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all())
 defs = dg.Definitions(
     assets=all_assets,
     jobs=[adrel_job],
-    resources={"world": WorldResource(), "io_manager": ArtifactIOManager()},
+    resources={"world": WorldResource(), "mlflow": MlflowTracking(), "io_manager": ArtifactIOManager()},
     # Steps share one process: torch and PyG import once instead of once per step.
     executor=dg.in_process_executor,
 )

@@ -1,32 +1,64 @@
-"""Use the materialized model from Python: ``rank_ads(user_id, candidate_ad_ids)``."""
+"""Serve the registered champion from Python: ``rank_ads(user_id, candidate_ad_ids)``.
+
+Serving reads ``models:/adrel-gat@champion`` from the MLflow registry, never the last training
+that happened to run: a worse model trained later stays a challenger and serves nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import dagster as dg
+import pandas as pd
 
-from adrel_pipeline.model import load_model
-from adrel_pipeline.ranking import AdRanker
-from adrel_pipeline.training import TrainResult
+from adrel_pipeline import tracking
+from adrel_pipeline.paths import default_tracking_uri
 
 
-def load_ranker(instance: dg.DagsterInstance | None = None) -> AdRanker:
-    """An :class:`AdRanker` over the latest materialized ``trained_gat`` and ``hetero_graph``.
+@dataclass
+class RegisteredRanker:
+    """A pinned registered model version, scoring through its MLflow pyfunc interface."""
 
-    Reads through the code location's IO manager, from ``instance`` (default: the one at
-    ``$DAGSTER_HOME``).
+    name: str
+    version: str
+    model_uri: str
+    pyfunc: object
+
+    def score(self, user_ids: Sequence[int], ad_ids: Sequence[int]):
+        """Relevance probabilities for aligned user and ad (item) ids."""
+        return self.pyfunc.predict(pd.DataFrame({"user_id": list(user_ids), "ad_id": list(ad_ids)}))
+
+    def rank_ads(self, user_id: int, candidate_ad_ids: Sequence[int]) -> list[tuple[int, float]]:
+        """``(ad_id, probability)`` for each candidate, most relevant first (ties by ad id)."""
+        candidates = [int(a) for a in candidate_ad_ids]
+        if not candidates:
+            return []
+        probs = self.score([user_id] * len(candidates), candidates)
+        return sorted(zip(candidates, (float(p) for p in probs)), key=lambda p: (-p[1], p[0]))
+
+
+def load_champion(tracking_uri: str | None = None, name: str = tracking.DEFAULT_MODEL_NAME,
+                  alias: str = tracking.CHAMPION) -> RegisteredRanker:
+    """The version holding ``alias`` (default ``champion``) of ``name``, loaded once for reuse.
+
+    ``tracking_uri`` defaults to ``$MLFLOW_TRACKING_URI``, else the embedded store of
+    ``make run``. The version is resolved once and pinned, so a promotion while this ranker is
+    in use does not change what it scores with.
     """
-    from adrel_pipeline.definitions import defs
+    import mlflow.pyfunc
 
-    instance = instance or dg.DagsterInstance.get()
-    with defs.get_asset_value_loader(instance=instance) as loader:
-        trained = loader.load_asset_value("trained_gat")
-        graph = loader.load_asset_value("hetero_graph")
-    return AdRanker(load_model(TrainResult.from_payload(trained).checkpoint), graph)
+    uri = tracking_uri or default_tracking_uri()
+    tracking.use_store(uri)
+    version = tracking.version_by_alias(name, alias)
+    if version is None:
+        raise LookupError(f"registered model {name!r} has no {alias!r} version in {uri}: "
+                          "materialize test_auc first (make run)")
+    model_uri = f"models:/{name}/{version.version}"
+    return RegisteredRanker(name=name, version=str(version.version), model_uri=model_uri,
+                            pyfunc=mlflow.pyfunc.load_model(model_uri))
 
 
 def rank_ads(user_id: int, candidate_ad_ids: Sequence[int],
-             instance: dg.DagsterInstance | None = None) -> list[tuple[int, float]]:
-    """Candidate ads for ``user_id`` as ``(ad_id, probability)``, most relevant first."""
-    return load_ranker(instance).rank_ads(user_id, candidate_ad_ids)
+             tracking_uri: str | None = None) -> list[tuple[int, float]]:
+    """Candidate ads for ``user_id`` as ``(ad_id, probability)``, most relevant first, by the champion."""
+    return load_champion(tracking_uri).rank_ads(user_id, candidate_ad_ids)

@@ -6,33 +6,26 @@ import dagster as dg
 import pytest
 import torch
 
-from adrel_pipeline import defs, load_ranker
-from adrel_pipeline.definitions import all_assets
-from adrel_pipeline.defs.io_manager import ArtifactIOManager
-from adrel_pipeline.defs.resources import WorldResource
-from adrel_pipeline_tests.conftest import SMALL_WORLD
+from adrel_pipeline import defs
+from adrel_pipeline_tests.conftest import SMALL_WORLD, metadata, sqlite_uri
+from adrel_pipeline_tests.conftest import materialize as _materialize
 
-ASSETS = ["users", "items", "interaction_edges", "hetero_graph", "link_split", "trained_gat", "oracle_auc", "test_auc"]
-RUN_CONFIG = {"ops": {"trained_gat": {"config": {"epochs": 12}}}}
-
-
-def materialize(instance, run_config=RUN_CONFIG, world=SMALL_WORLD, **kwargs):
-    return dg.materialize(
-        all_assets,
-        instance=instance,
-        resources={"world": WorldResource(**world), "io_manager": ArtifactIOManager()},
-        run_config=run_config,
-        **kwargs,
-    )
-
-
-def metadata(instance, key):
-    event = instance.get_latest_materialization_event(dg.AssetKey(key))
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+ASSETS = ["users", "items", "interaction_edges", "hetero_graph", "link_split", "trained_gat", "oracle_metrics",
+          "test_auc"]
 
 
 @pytest.fixture(scope="module")
-def instance():
+def tracking_uri(tmp_path_factory):
+    return sqlite_uri(tmp_path_factory.mktemp("mlflow"))
+
+
+@pytest.fixture(scope="module")
+def materialize(tracking_uri):
+    return lambda instance, **kwargs: _materialize(instance, tracking_uri, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def instance(materialize):
     with dg.instance_for_test() as inst:
         assert materialize(inst).success
         yield inst
@@ -46,7 +39,8 @@ def test_definitions_load_with_all_assets_in_dependency_order():
     assert parents["hetero_graph"] == {"users", "items", "interaction_edges"}
     assert parents["link_split"] == {"hetero_graph"}
     assert parents["trained_gat"] == {"link_split"}
-    assert parents["test_auc"] == {"trained_gat", "link_split", "oracle_auc"}
+    assert parents["oracle_metrics"] == {"users", "items", "link_split"}
+    assert parents["test_auc"] == {"trained_gat", "link_split", "oracle_metrics"}
 
 
 def test_metadata_tells_the_story(instance):
@@ -62,7 +56,7 @@ def test_metadata_tells_the_story(instance):
     for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle"):
         assert isinstance(aucs[key], float), key
     assert 0.6 < aucs["test_auc"] <= aucs["oracle_auc"] + 0.03
-    assert aucs["oracle_auc"] == metadata(instance, "oracle_auc")["oracle_auc"]
+    assert aucs["oracle_auc"] == metadata(instance, "oracle_metrics")["auc"]
 
 
 def test_outputs_are_parquet_and_weights_only_torch(instance):
@@ -74,25 +68,16 @@ def test_outputs_are_parquet_and_weights_only_torch(instance):
     assert not list(storage.glob(".*.tmp")), "temporary files left behind"
 
 
-def test_rerun_is_deterministic(instance):
+def test_rerun_is_deterministic(instance, materialize):
     first = metadata(instance, "test_auc")
     with dg.instance_for_test() as other:
         assert materialize(other).success
         second = metadata(other, "test_auc")
-    for key in ("test_auc", "val_auc", "train_auc", "oracle_auc"):
+    for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "test_mrr", "test_hits_at_100"):
         assert first[key] == second[key], key
 
 
-def test_rank_ads_reads_the_materialized_model(instance):
-    ranker = load_ranker(instance)
-    ads = [int(a) for a in torch.load(Path(instance.storage_directory()) / "hetero_graph.pt",
-                                      weights_only=True)["__heterodata__"]["ad"]["node_id"][:10]]
-    ranked = ranker.rank_ads(0, ads)
-    assert [a for a, _ in ranked] != [] and sorted(a for a, _ in ranked) == sorted(ads)
-    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
-
-
-def test_invalid_world_fails_before_anything_is_written():
+def test_invalid_world_fails_before_anything_is_written(materialize):
     with dg.instance_for_test() as inst:
         result = materialize(inst, world={**SMALL_WORLD, "num_users": 0}, raise_on_error=False)
         assert not result.success
@@ -101,7 +86,7 @@ def test_invalid_world_fails_before_anything_is_written():
         assert not list(Path(inst.storage_directory()).glob("*"))
 
 
-def test_failed_training_keeps_previous_model(instance):
+def test_failed_training_keeps_previous_model(instance, materialize):
     storage = Path(instance.storage_directory())
     before = (storage / "trained_gat.pt").read_bytes()
     n_events = len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records)

@@ -1,10 +1,14 @@
-"""Dagster resources: the synthetic world's parameters."""
+"""Dagster resources: the synthetic world's parameters, and MLflow tracking."""
 
 from __future__ import annotations
 
-import dagster as dg
-from pydantic import Field
+from typing import Optional
 
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from adrel_pipeline import tracking
+from adrel_pipeline.paths import default_tracking_uri
 from adrel_pipeline.world import WorldSpec
 
 _DEFAULT = WorldSpec()
@@ -35,3 +39,69 @@ class WorldResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Resources initialise before any step runs: a bad world fails the run before anything is written.
         self.spec()
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """Where trainings are recorded and models registered: an MLflow tracking store.
+
+    Written for this project instead of ``dagster-mlflow`` (an old-style, beta resource). At run
+    start it checks the store answers and gets or creates the experiment, so an unreachable or
+    misconfigured store fails the run, naming the URI, before any asset is written.
+    """
+
+    tracking_uri: Optional[str] = Field(
+        default=None,
+        description="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI when set, else the embedded "
+                    "sqlite store .adrel/mlflow.db (artifacts in .adrel/mlartifacts).",
+    )
+    experiment_name: str = Field(default=tracking.DEFAULT_EXPERIMENT, description="MLflow experiment.")
+    registered_model_name: str = Field(default=tracking.DEFAULT_MODEL_NAME, description="Registered model.")
+    ui_url: Optional[str] = Field(
+        default=None,
+        description="MLflow UI base URL for links. Default: the tracking URI when it is a server, "
+                    "else http://127.0.0.1:5000 (make mlflow-ui).",
+    )
+    dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI base URL for links.")
+
+    _experiment_id: Optional[str] = PrivateAttr(default=None)
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or default_tracking_uri()
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            raise RuntimeError("MlflowTracking is not set up: use it as a Dagster resource")
+        return self._experiment_id
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._experiment_id = tracking.connect(self.uri, self.experiment_name)
+
+    def _ui(self) -> str:
+        if self.ui_url:
+            return self.ui_url
+        return self.uri if self.uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+    def run_url(self, run_id: str) -> str:
+        return tracking.run_url(self._ui(), self.experiment_id, run_id)
+
+    def model_version_url(self, version: str) -> str:
+        return tracking.model_version_url(self._ui(), self.registered_model_name, version)
+
+    def dagster_run_url(self, run_id: str) -> str:
+        return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
+
+    def dagster_tags(self, context: dg.AssetExecutionContext) -> dict[str, str]:
+        """Tags tying an MLflow run to the Dagster materialization that made it."""
+        key = context.asset_key
+        tags = {
+            "dagster.run_id": context.run.run_id,
+            "dagster.run_url": self.dagster_run_url(context.run.run_id),
+            "dagster.asset_key": key.to_user_string(),
+            "dagster.job": context.run.job_name,
+            "dagster.code_version": context.assets_def.code_versions_by_key.get(key) or "",
+        }
+        if context.has_partition_key:
+            tags["dagster.partition_key"] = context.partition_key
+        return tags

@@ -41,10 +41,12 @@ class LinkSplitConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, kinds={"pytorch"})
 def link_split(config: LinkSplitConfig, world: WorldResource, hetero_graph: HeteroData) -> dg.Output[dict]:
-    """Train / val / test graphs; held-out user→ad edges (and reverses) are hidden from message passing."""
-    split = split_links(hetero_graph, config.spec(world.seed))
+    """Train / val / test graphs, and the split's parameters (``spec``); held-out user→ad edges (and
+    reverses) are hidden from message passing."""
+    spec = config.spec(world.seed)
+    split = split_links(hetero_graph, spec)
     summary = split_summary(split)
-    return dg.Output(split, metadata={
+    return dg.Output({**split, "spec": spec.as_dict()}, metadata={
         **summary,
         **{f"{s}/positive_share": summary[f"{s}/supervision_positives"]
            / (summary[f"{s}/supervision_positives"] + summary[f"{s}/supervision_negatives"])

@@ -1,18 +1,43 @@
-"""Assets that train the GAT and evaluate it against the generator's Bayes-optimal ceiling."""
+"""Assets that train the GAT, evaluate it against the generator's Bayes-optimal ceiling, and record
+both in MLflow: one MLflow run per training, its evaluation, and a registered model version."""
 
 
 import dagster as dg
+import pandas as pd
 import polars as pl
+import torch
 from pydantic import Field
 
-from adrel_pipeline.defs.resources import WorldResource
-from adrel_pipeline.graph import USER_AD
-from adrel_pipeline.metrics import auc, oracle_auc as compute_oracle_auc
+from adrel_pipeline import tracking
+from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
+from adrel_pipeline.graph import AD, USER, USER_AD
+from adrel_pipeline.metrics import (
+    auc,
+    model_score_matrix,
+    oracle_score_matrix,
+    oracle_scores,
+    ranking_metrics,
+    roc_curve,
+)
+from adrel_pipeline.metrics import (
+    oracle_auc as compute_oracle_auc,
+)
 from adrel_pipeline.model import load_model
-from adrel_pipeline.training import TrainResult, TrainSpec, predict, train_eval_pairs, train_gat
+from adrel_pipeline.plots import learning_curves_png, markdown_image, roc_png
+from adrel_pipeline.split import split_summary, without_labels
+from adrel_pipeline.training import (
+    TrainResult,
+    TrainSpec,
+    deterministic,
+    predict,
+    train_eval_pairs,
+    train_gat,
+)
+from adrel_pipeline.version import CODE_VERSION
 
 GROUP = "model"
 _TRAIN = TrainSpec()
+RANKING_KEYS = ("mrr", "hits_at_10", "hits_at_100")
 
 
 class TrainGATConfig(dg.Config):
@@ -29,51 +54,153 @@ class TrainGATConfig(dg.Config):
         return TrainSpec(**self.model_dump(), seed=seed)
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch"})
+def _input_example(test, n: int = 5) -> pd.DataFrame:
+    pairs = test[USER_AD].edge_label_index[:, :n]
+    return pd.DataFrame({"user_id": test[USER].node_id[pairs[0]].numpy(),
+                         "ad_id": test[AD].node_id[pairs[1]].numpy()})
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version=CODE_VERSION)
 def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world: WorldResource,
-                link_split: dict) -> dg.Output[dict]:
-    """The GAT's best-validation weights (``state_dict`` + config) and its training history."""
+                mlflow: MlflowTracking, link_split: dict) -> dg.Output[dict]:
+    """The GAT's best-validation weights (``state_dict`` + config) and its training history.
+
+    Opens this training's MLflow run: parameters, per-epoch metrics, learning curves, the
+    resolved config, the split's statistics and the model (weights + scoring graph).
+    """
     spec = config.spec(world.seed)
+    dagster_run = context.run.run_id
+    description = (f"Trained by Dagster run [{dagster_run[:8]}]({mlflow.dagster_run_url(dagster_run)}), "
+                   f"asset `{context.asset_key.to_user_string()}`.")
+    with tracking.run(mlflow.experiment_id, run_name=f"trained_gat-{dagster_run[:8]}",
+                      tags=mlflow.dagster_tags(context), description=description) as run_id:
+        resolved = {"world": world.spec().as_dict(), "split": link_split["spec"], "train": spec.as_dict()}
+        tracking.log_params(resolved)
 
-    def log_epoch(row: dict) -> None:
-        if row["epoch"] == 1 or row["epoch"] % 5 == 0:
-            context.log.info("epoch %(epoch)d: train_loss=%(train_loss).4f train_auc=%(train_auc).4f "
-                             "val_auc=%(val_auc).4f" % row)
+        def on_epoch(row: dict) -> None:
+            tracking.log_metrics({k: row[k] for k in ("train_loss", "train_auc", "val_auc")}, step=row["epoch"])
+            if row["epoch"] == 1 or row["epoch"] % 5 == 0:
+                context.log.info("epoch %(epoch)d: train_loss=%(train_loss).4f train_auc=%(train_auc).4f "
+                                 "val_auc=%(val_auc).4f" % row)
 
-    result = train_gat(link_split, spec, on_epoch=log_epoch)
-    n_params = sum(v.numel() for v in result.checkpoint["state_dict"].values())
-    return dg.Output(result.to_payload(), metadata={
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "best_val_auc": result.best_val_auc,
-        "train_seconds": round(result.seconds, 2),
-        "seconds_per_epoch": round(result.seconds / result.epochs_run, 3),
-        "num_parameters": n_params,
+        result = train_gat(link_split, spec, on_epoch=on_epoch)
+        n_params = sum(v.numel() for v in result.checkpoint["state_dict"].values())
+        summary = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                   "best_val_auc": result.best_val_auc, "train_seconds": round(result.seconds, 2),
+                   "seconds_per_epoch": round(result.seconds / result.epochs_run, 3), "num_parameters": n_params}
+        tracking.log_metrics(summary)
+        curves = learning_curves_png(result.history, result.best_epoch)
+        tracking.log_bytes(curves, "plots/learning_curves.png")
+        tracking.log_dict({**resolved, "model": result.checkpoint["config"], "code_version": CODE_VERSION},
+                          "config.json")
+        tracking.log_dict(split_summary(link_split), "split_stats.json")
+        logged = tracking.log_model(result.checkpoint, without_labels(link_split["test"]),
+                                    _input_example(link_split["test"]))
+
+    record = {"run_id": run_id, "experiment_id": mlflow.experiment_id,
+              "model_uri": logged.model_uri, "model_id": logged.model_id or ""}
+    return dg.Output({**result.to_payload(), "mlflow": record}, metadata={
+        **summary,
         "hyperparameters": dg.MetadataValue.json(spec.as_dict()),
+        "mlflow_run_id": run_id,
+        "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
+        "learning_curves": dg.MetadataValue.md(markdown_image(curves, "learning curves")),
     })
 
 
 @dg.asset(group_name=GROUP)
-def oracle_auc(world: WorldResource, users: pl.DataFrame, items: pl.DataFrame, link_split: dict) -> dg.Output[float]:
-    """Bayes-optimal test AUC from the generator's true probabilities: no honest model exceeds it."""
+def oracle_metrics(world: WorldResource, users: pl.DataFrame, items: pl.DataFrame, link_split: dict) -> dg.Output[dict]:
+    """The Bayes-optimal scorer (the generator's true probabilities) on the test split: the
+    ceiling no honest model exceeds. AUC, full-catalogue ranking metrics, and its test scores."""
     spec = world.spec()
-    value = compute_oracle_auc(spec, users, items, link_split["test"])
-    return dg.Output(value, metadata={
-        "oracle_auc": value,
-        "val_oracle_auc": compute_oracle_auc(spec, users, items, link_split["val"]),
-    })
+    test = link_split["test"]
+    scores = torch.from_numpy(oracle_scores(spec, users, items, test))
+    ranking = ranking_metrics(test, oracle_score_matrix(spec, users, items, test))
+    value = {"auc": auc(test[USER_AD].edge_label, scores),
+             "val_auc": compute_oracle_auc(spec, users, items, link_split["val"]),
+             **{k: ranking[k] for k in RANKING_KEYS}}
+    return dg.Output({**value, "test_scores": scores}, metadata={**value, "ranked_positives": ranking["ranked_positives"]})
 
 
-@dg.asset(group_name=GROUP)
-def test_auc(world: WorldResource, trained_gat: dict, link_split: dict, oracle_auc: float) -> dg.Output[dict]:
-    """The trained model's AUC on held-out test links, beside the oracle's."""
+def _champion_scorer(test):
+    """Scores a registered version on *this* test split: the gate compares like with like."""
+    labels = test[USER_AD].edge_label
+
+    def score(model_uri: str) -> tuple[float | None, str]:
+        champion = tracking.load_pyfunc(model_uri).model
+        why = champion.config.mismatch(test)
+        if why:
+            return None, why
+        return auc(labels, predict(champion, test)), (
+            f"this run's test split ({labels.numel()} labelled pairs, same message-passing graph)")
+
+    return score
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version=CODE_VERSION)
+def test_auc(context: dg.AssetExecutionContext, world: WorldResource, mlflow: MlflowTracking,
+             trained_gat: dict, link_split: dict, oracle_metrics: dict) -> dg.Output[dict]:
+    """The trained model's AUC and ranking metrics on held-out test links, beside the oracle's.
+
+    Completes the training's MLflow run (final metrics, ROC curve), then registers the model as a
+    new version and runs the promotion gate: ``champion`` moves to it only if its test AUC is at
+    least the current champion's on the same test split, otherwise it becomes ``challenger``.
+    """
     model = load_model(TrainResult.from_payload(trained_gat).checkpoint)
-    pairs, labels = train_eval_pairs(link_split["train"], world.seed)
+    test, val = link_split["test"], link_split["val"]
+    labels = test[USER_AD].edge_label
+    scores = predict(model, test)
+    pairs, train_labels = train_eval_pairs(link_split["train"], world.seed)
     metrics = {
-        "test_auc": auc(link_split["test"][USER_AD].edge_label, predict(model, link_split["test"])),
-        "val_auc": auc(link_split["val"][USER_AD].edge_label, predict(model, link_split["val"])),
-        "train_auc": auc(labels, predict(model, link_split["train"], pairs)),
-        "oracle_auc": oracle_auc,
+        "test_auc": auc(labels, scores),
+        "val_auc": auc(val[USER_AD].edge_label, predict(model, val)),
+        "train_auc": auc(train_labels, predict(model, link_split["train"], pairs)),
+        "oracle_auc": oracle_metrics["auc"],
     }
-    metrics["auc_to_oracle"] = metrics["test_auc"] / oracle_auc
-    return dg.Output(metrics, metadata={k: float(v) for k, v in metrics.items()})
+    metrics["auc_to_oracle"] = metrics["test_auc"] / metrics["oracle_auc"]
+    with torch.no_grad(), deterministic():
+        ranking = ranking_metrics(test, model_score_matrix(model.embed(test)))
+    metrics |= {f"test_{k}": ranking[k] for k in RANKING_KEYS}
+    metrics |= {f"oracle_{k}": oracle_metrics[k] for k in RANKING_KEYS}
+    roc = roc_png({"GAT": (*roc_curve(labels, scores), metrics["test_auc"]),
+                   "oracle": (*roc_curve(labels, oracle_metrics["test_scores"]), metrics["oracle_auc"])},
+                  title=f"test ROC ({labels.numel()} pairs)")
+
+    record = trained_gat["mlflow"]
+    name = mlflow.registered_model_name
+    with tracking.run(run_id=record["run_id"]):
+        # One step past the last epoch: train_auc and val_auc share names with the per-epoch curves,
+        # and MLflow shows the value at the highest step, which must be the kept model's.
+        tracking.log_metrics(metrics, step=trained_gat["epochs_run"] + 1)
+        tracking.log_bytes(roc, "plots/roc_test.png")
+        # A re-evaluation of the same training reuses its version instead of registering another.
+        existing = tracking.registered_version_of_run(name, record["run_id"])
+        if existing is not None:
+            promotion = tracking.Promotion(
+                version=str(existing.version), alias=existing.tags.get("promotion", ""),
+                reason=existing.tags.get("promotion_reason", ""), previous_champion=None, champion_test_auc=None)
+        else:
+            promotion = tracking.register_and_promote(
+                name, record["run_id"],
+                tracking.LoggedModel(record["model_uri"], record["model_id"] or None),
+                metrics["test_auc"], _champion_scorer(test),
+                tags={"dagster.run_id": context.run.run_id, "code_version": CODE_VERSION},
+            )
+        tracking.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
+                           "adrel.promotion_reason": promotion.reason})
+        if promotion.champion_test_auc is not None:
+            tracking.log_metrics({"champion_test_auc": promotion.champion_test_auc})
+
+    context.log.info(f"{name} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
+    extra = {} if promotion.champion_test_auc is None else {"champion_test_auc": promotion.champion_test_auc}
+    return dg.Output({**metrics, **extra}, metadata={
+        **{k: float(v) for k, v in metrics.items()},
+        **extra,
+        "mlflow_run_id": record["run_id"],
+        "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(record["run_id"])),
+        "mlflow_model_version": int(promotion.version),
+        "mlflow_model_url": dg.MetadataValue.url(mlflow.model_version_url(promotion.version)),
+        "promotion": promotion.alias,
+        "promotion_reason": promotion.reason,
+        "roc_curve": dg.MetadataValue.md(markdown_image(roc, "ROC curve")),
+    })
