@@ -31,17 +31,17 @@ def test_one_feature_row_per_node_aligned_with_ids(world, graph):
 
 def test_edges_are_distinct_pairs_with_reverses(world, graph):
     users, items, inter = world
-    pairs = inter.unique().join(items, on="item_id")
+    pairs = inter.select("user_id", "item_id").unique().join(items, on="item_id")
     assert graph[USER_AD].edge_index.shape[1] == int(pairs["is_ad"].sum())
     assert graph[USER_NON_AD].edge_index.shape[1] == int((~pairs["is_ad"]).sum())
-    assert inter.height > inter.unique().height  # the log has repeats to remove
+    assert inter.height > inter.select("user_id", "item_id").unique().height  # the log has repeats to remove
     assert torch.equal(graph[AD_USER].edge_index, graph[USER_AD].edge_index.flip(0))
     assert torch.equal(graph[NON_AD_USER].edge_index, graph[USER_NON_AD].edge_index.flip(0))
 
 
 def test_unknown_ids_are_rejected(world):
     users, items, inter = world
-    bad = pl.concat([inter, pl.DataFrame({"user_id": [0], "item_id": [10**9]})])
+    bad = pl.concat([inter.select("user_id", "item_id"), pl.DataFrame({"user_id": [0], "item_id": [10**9]})])
     with pytest.raises(ValueError, match="item_ids that are not in items"):
         build_hetero_graph(users, items, bad)
 

@@ -1,11 +1,14 @@
+import datetime as dt
+
 import numpy as np
 import polars as pl
 import pytest
 
 from adrel_pipeline.world import (
-    AGE_GROUPS, AGE_PROBS, INTERESTS, WorldConfigError, WorldSpec, generate_interactions, generate_items,
-    generate_users, interaction_probability,
+    AGE_GROUPS, AGE_PROBS, INTERESTS, WorldConfigError, WorldSpec, generate_day, generate_interactions,
+    generate_items, generate_users, interaction_probability, window,
 )
+from adrel_pipeline_tests.conftest import WEEK
 
 
 def test_defaults_are_the_seed_world():
@@ -16,7 +19,7 @@ def test_defaults_are_the_seed_world():
 
 def test_same_seed_same_world_other_seed_other_world(spec, world):
     again = (generate_users(spec), generate_items(spec))
-    again += (generate_interactions(spec, *again),)
+    again += (generate_interactions(spec, *again, WEEK),)
     for a, b in zip(world, again):
         assert a.equals(b)
     other = WorldSpec(**{**spec.as_dict(), "seed": 1})
@@ -38,10 +41,37 @@ def test_user_and_item_distributions():
     assert users["user_id"].is_unique().all() and items["item_id"].is_unique().all()
 
 
+@pytest.mark.parametrize("n", [200_000, 30_000, 1_000, 7, 13])
+def test_every_seven_consecutive_days_hold_num_interactions(n):
+    spec = WorldSpec(num_users=1, num_interactions=n)
+    start = dt.date(2026, 1, 1)
+    counts = [spec.interactions_on(start + dt.timedelta(days=i)) for i in range(400)]
+    assert all(sum(counts[i:i + 7]) == n for i in range(len(counts) - 6))
+    assert max(counts) - min(counts) <= 1
+
+
+def test_a_day_depends_only_on_seed_and_date(spec, world):
+    users, items, week = world
+    day = WEEK[3]
+    alone = generate_day(spec, users, items, day)
+    assert alone.equals(week.filter(pl.col("day") == day))
+    assert alone.height == spec.interactions_on(day) and alone["day"].unique().to_list() == [day]
+    # A window that starts elsewhere holds the very same day.
+    assert generate_interactions(spec, users, items, window(day, 2)).filter(pl.col("day") == day).equals(alone)
+    assert not generate_day(spec, users, items, WEEK[4]).head(100).equals(alone.head(100))
+    other_seed = WorldSpec(**{**spec.as_dict(), "seed": 1})
+    assert not generate_day(other_seed, users, items, day).head(100).equals(alone.head(100))
+
+
+def test_window_is_the_days_ending_at_its_end():
+    assert window(dt.date(2026, 1, 7), 7) == [dt.date(2026, 1, d) for d in range(1, 8)]
+    assert window(dt.date(2026, 3, 1), 2) == [dt.date(2026, 2, 28), dt.date(2026, 3, 1)]
+
+
 def test_interactions_follow_activity_and_interest():
     spec = WorldSpec(num_users=2000, num_items=5000, num_interactions=200_000)
     users, items = generate_users(spec), generate_items(spec)
-    inter = generate_interactions(spec, users, items)
+    inter = generate_interactions(spec, users, items, WEEK)
     assert inter.height == spec.num_interactions
     joined = inter.join(users, on="user_id").join(items, on="item_id")
     p = spec.main_interest_prob

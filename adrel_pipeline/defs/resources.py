@@ -22,7 +22,7 @@ class WorldResource(dg.ConfigurableResource):
     num_items: int = Field(default=_DEFAULT.num_items, description="Number of items, ads and organic pins (>= 100).")
     ad_fraction: float = Field(default=_DEFAULT.ad_fraction, description="Share of items that are ads, in (0, 1).")
     num_interactions: int = Field(
-        default=_DEFAULT.num_interactions, description="Interaction events to draw (>= num_users)."
+        default=_DEFAULT.num_interactions, description="Interaction events per 7 consecutive days, the default training window (>= num_users)."
     )
     main_interest_prob: float = Field(
         default=_DEFAULT.main_interest_prob,
