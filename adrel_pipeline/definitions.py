@@ -1,22 +1,31 @@
-"""The Dagster code location: assets, resources (world, MLflow, IO manager) and the executor."""
+"""The Dagster code location: assets with their checks, jobs, the daily schedule, the failure
+sensor, resources (world, MLflow, IO manager) and the executor ($ADREL_EXECUTOR)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from adrel_pipeline.defs.assets import graph, model, world
+from adrel_pipeline.defs.automation import (
+    daily_retrain_job,
+    daily_retrain_schedule,
+    report_failed_runs,
+)
+from adrel_pipeline.defs.executors import executor_from_env
 from adrel_pipeline.defs.io_manager import ArtifactIOManager
+from adrel_pipeline.defs.partitions import daily
 from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
 
 all_assets = dg.load_assets_from_modules([world, graph, model])
 
-# One job materializing the whole graph in dependency order.
-adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all())
+# Everything for one day: users and items (not partitioned) and that day's partition of the rest.
+adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all(), partitions_def=daily)
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[adrel_job],
+    jobs=[adrel_job, daily_retrain_job],
+    schedules=[daily_retrain_schedule],
+    sensors=[report_failed_runs],
     resources={"world": WorldResource(), "mlflow": MlflowTracking(), "io_manager": ArtifactIOManager()},
-    # Steps share one process: torch and PyG import once instead of once per step.
-    executor=dg.in_process_executor,
+    executor=executor_from_env(),
 )

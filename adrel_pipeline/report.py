@@ -1,17 +1,31 @@
-"""Print the latest evaluation: ``python -m adrel_pipeline.report`` (uses $DAGSTER_HOME)."""
+"""Print an evaluation: ``python -m adrel_pipeline.report [--partition DAY]`` (uses $DAGSTER_HOME).
 
+Without ``--partition``, the most recent ``test_auc`` materialization of any day.
+"""
+
+import argparse
 import sys
 
 import dagster as dg
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--partition", help="day of the model to report, e.g. 2026-01-07")
+    args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
-    event = instance.get_latest_materialization_event(dg.AssetKey("test_auc"))
-    if event is None:
-        print("test_auc has not been materialized in this DAGSTER_HOME yet", file=sys.stderr)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("test_auc"),
+                              asset_partitions=[args.partition] if args.partition else None),
+        limit=1,
+    ).records
+    if not records:
+        which = f" for partition {args.partition}" if args.partition else ""
+        print(f"test_auc has not been materialized{which} in this DAGSTER_HOME yet", file=sys.stderr)
         return 1
-    md = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    event = records[0].event_log_entry.asset_materialization
+    md = {k: v.value for k, v in event.metadata.items()}
+    print(f"{'partition':>18}: {event.partition}")
     for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle",
                 "test_mrr", "oracle_mrr", "test_hits_at_100", "oracle_hits_at_100"):
         print(f"{key:>18}: {md[key]:.4f}")

@@ -1,11 +1,21 @@
+import datetime as dt
+
 import pytest
 
 from adrel_pipeline.graph import build_hetero_graph
 from adrel_pipeline.split import SplitSpec, split_links
-from adrel_pipeline.world import WorldSpec, generate_interactions, generate_items, generate_users
+from adrel_pipeline.world import (
+    WorldSpec,
+    generate_interactions,
+    generate_items,
+    generate_users,
+    window,
+)
 
 # Small enough for seconds, big enough that AUCs are not dominated by noise (~300 test positives).
 SMALL_WORLD = dict(seed=0, num_users=1000, num_items=4000, num_interactions=30000)
+# A full 7-day window: it holds exactly num_interactions events.
+WEEK = window(dt.date(2026, 1, 7), 7)
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +27,7 @@ def spec() -> WorldSpec:
 def world(spec):
     users = generate_users(spec)
     items = generate_items(spec)
-    return users, items, generate_interactions(spec, users, items)
+    return users, items, generate_interactions(spec, users, items, WEEK)
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +47,27 @@ def sqlite_uri(folder) -> str:
     return f"sqlite:///{folder}/mlflow.db"
 
 
+WORLD_ASSETS = ["users", "items", "interaction_edges"]
+MODEL_ASSETS = ["hetero_graph", "link_split", "trained_gat", "oracle_metrics", "test_auc"]
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags of a single-run backfill over ``first..last`` (what the CLI's --partition-range sets)."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
 def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD, **kwargs):
-    """Every asset (or ``selection``) on a small world, tracked in ``tracking_uri``."""
+    """The assets in ``selection`` (default: the model's assets) on a small world, tracked in
+    ``tracking_uri``, for ``partition_key`` (default: the last day of WEEK) or the range in ``tags``."""
     import dagster as dg
 
     from adrel_pipeline.definitions import all_assets
     from adrel_pipeline.defs.io_manager import ArtifactIOManager
     from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
 
+    kwargs.setdefault("selection", MODEL_ASSETS)
+    if "dagster/asset_partition_range_start" not in kwargs.get("tags", {}):
+        kwargs.setdefault("partition_key", WEEK[-1].isoformat())
     return dg.materialize(
         all_assets,
         instance=instance,
@@ -53,6 +76,16 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
         run_config=run_config,
         **kwargs,
     )
+
+
+def materialize_week(instance, tracking_uri, world=SMALL_WORLD, **kwargs):
+    """What `make run` does: users, items and WEEK's days in one backfill run, then the model of its
+    last day. Returns both results."""
+    first = materialize(instance, tracking_uri, world=world, selection=WORLD_ASSETS,
+                        tags=range_tags(WEEK[0].isoformat(), WEEK[-1].isoformat()), run_config={})
+    if not first.success:
+        return first, None
+    return first, materialize(instance, tracking_uri, world=world, **kwargs)
 
 
 def metadata(instance, key):

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from adrel_pipeline import defs
-from adrel_pipeline_tests.conftest import SMALL_WORLD, metadata, sqlite_uri
+from adrel_pipeline_tests.conftest import SMALL_WORLD, WEEK, materialize_week, metadata, sqlite_uri
 from adrel_pipeline_tests.conftest import materialize as _materialize
+
+DAY = WEEK[-1].isoformat()
 
 ASSETS = ["users", "items", "interaction_edges", "hetero_graph", "link_split", "trained_gat", "oracle_metrics",
           "test_auc"]
@@ -25,9 +27,10 @@ def materialize(tracking_uri):
 
 
 @pytest.fixture(scope="module")
-def instance(materialize):
+def instance(tracking_uri):
     with dg.instance_for_test() as inst:
-        assert materialize(inst).success
+        world, model = materialize_week(inst, tracking_uri)
+        assert world.success and model.success
         yield inst
 
 
@@ -45,8 +48,11 @@ def test_definitions_load_with_all_assets_in_dependency_order():
 
 def test_metadata_tells_the_story(instance):
     assert metadata(instance, "users")["dagster/row_count"] == SMALL_WORLD["num_users"]
-    assert metadata(instance, "interaction_edges")["dagster/row_count"] == SMALL_WORLD["num_interactions"]
     graph_md = metadata(instance, "hetero_graph")
+    # The model of the week's last day sees the whole week: exactly num_interactions events.
+    assert graph_md["interactions"] == SMALL_WORLD["num_interactions"]
+    assert (graph_md["window_start"], graph_md["window_end"], graph_md["window_days"]) == (
+        WEEK[0].isoformat(), DAY, 7)
     assert graph_md["num_nodes/user"] == SMALL_WORLD["num_users"]
     assert graph_md["num_nodes/ad"] + graph_md["num_nodes/non_ad"] == SMALL_WORLD["num_items"]
     assert metadata(instance, "link_split")["test/positive_share"] == 0.5
@@ -61,17 +67,26 @@ def test_metadata_tells_the_story(instance):
 
 def test_outputs_are_parquet_and_weights_only_torch(instance):
     storage = Path(instance.storage_directory())
-    for key in ("users", "items", "interaction_edges"):
+    for key in ("users", "items"):
         assert (storage / f"{key}.parquet").exists()
+    assert sorted(p.name for p in (storage / "interaction_edges").iterdir()) == [f"{d}.parquet" for d in WEEK]
     for key in ("hetero_graph", "link_split", "trained_gat", "test_auc"):
-        torch.load(storage / f"{key}.pt", weights_only=True)
-    assert not list(storage.glob(".*.tmp")), "temporary files left behind"
+        torch.load(storage / key / f"{DAY}.pt", weights_only=True)
+    assert not list(storage.rglob(".*.tmp")), "temporary files left behind"
 
 
-def test_rerun_is_deterministic(instance, materialize):
+def test_every_check_ran_and_passed(instance):
+    checks = list(defs.resolve_asset_graph().asset_check_keys)
+    assert len(checks) >= 12
+    for key in checks:
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        assert record.status.value == "SUCCEEDED", (key, record.event.dagster_event.event_specific_data)
+
+
+def test_rerun_is_deterministic(instance, tracking_uri):
     first = metadata(instance, "test_auc")
     with dg.instance_for_test() as other:
-        assert materialize(other).success
+        assert all(r.success for r in materialize_week(other, tracking_uri))
         second = metadata(other, "test_auc")
     for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "test_mrr", "test_hits_at_100"):
         assert first[key] == second[key], key
@@ -79,7 +94,8 @@ def test_rerun_is_deterministic(instance, materialize):
 
 def test_invalid_world_fails_before_anything_is_written(materialize):
     with dg.instance_for_test() as inst:
-        result = materialize(inst, world={**SMALL_WORLD, "num_users": 0}, raise_on_error=False)
+        result = materialize(inst, world={**SMALL_WORLD, "num_users": 0}, raise_on_error=False,
+                             selection=["users", "items", "interaction_edges"], run_config={})
         assert not result.success
         assert "num_users=0 is out of range: must be an integer >= 1" in str(result.all_events)
         assert not result.get_asset_materialization_events()
@@ -88,11 +104,13 @@ def test_invalid_world_fails_before_anything_is_written(materialize):
 
 def test_failed_training_keeps_previous_model(instance, materialize):
     storage = Path(instance.storage_directory())
-    before = (storage / "trained_gat.pt").read_bytes()
+    before = (storage / "trained_gat" / f"{DAY}.pt").read_bytes()
     n_events = len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records)
     bad = {"ops": {"trained_gat": {"config": {"lr": 0.0}}}}
     result = materialize(instance, run_config=bad, selection=["trained_gat"], raise_on_error=False)
     assert not result.success
     assert "lr=0.0 is out of range: must be in (0, 1]" in str(result.all_events)
-    assert (storage / "trained_gat.pt").read_bytes() == before
+    assert (storage / "trained_gat" / f"{DAY}.pt").read_bytes() == before
+    # A config error is not worth retrying: the step failed once, without a retry.
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records) == n_events

@@ -20,10 +20,15 @@ from adrel_pipeline.metrics import auc
 from adrel_pipeline.serving import load_champion, rank_ads
 from adrel_pipeline.split import SplitSpec
 from adrel_pipeline.world import WorldSpec
-from adrel_pipeline_tests.conftest import SMALL_WORLD, materialize, metadata, sqlite_uri
+from adrel_pipeline_tests.conftest import SMALL_WORLD, WEEK, materialize, materialize_week, metadata, sqlite_uri
 
 MODEL = tracking.DEFAULT_MODEL_NAME
 MODEL_ASSETS = ["trained_gat", "test_auc"]
+DAY = WEEK[-1].isoformat()
+
+
+def week(instance, uri) -> bool:
+    return all(r is not None and r.success for r in materialize_week(instance, uri))
 
 
 def epochs(n):
@@ -43,7 +48,7 @@ def store(tmp_path_factory):
     """One full materialization tracked in a fresh sqlite store: (uri, instance)."""
     uri = sqlite_uri(tmp_path_factory.mktemp("mlflow"))
     with dg.instance_for_test() as instance:
-        assert materialize(instance, uri).success
+        assert week(instance, uri)
         yield uri, instance
 
 
@@ -104,7 +109,7 @@ def test_registered_champion_reproduces_the_pipelines_test_auc(store):
     assert alias_version(uri, tracking.CHAMPION) == str(evaluated["mlflow_model_version"])
 
     champion = load_champion(uri)
-    split = torch.load(Path(instance.storage_directory()) / "link_split.pt", weights_only=True)
+    split = torch.load(Path(instance.storage_directory()) / "link_split" / f"{DAY}.pt", weights_only=True)
     test = split["test"]["__heterodata__"]
     pairs = test[USER_AD]["edge_label_index"]
     user_ids = test[USER]["node_id"][pairs[0]].tolist()
@@ -128,7 +133,7 @@ def test_registered_model_loads_in_a_fresh_process(store):
             f"mlflow.set_registry_uri({uri!r})\n"
             f"m = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
             "print(m.predict(pd.DataFrame({'user_id': [0, 1], 'ad_id': [int(sys.argv[1])] * 2})).tolist())")
-    graph = torch.load(Path(instance.storage_directory()) / "hetero_graph.pt", weights_only=True)
+    graph = torch.load(Path(instance.storage_directory()) / "hetero_graph" / f"{DAY}.pt", weights_only=True)
     ad = int(graph["__heterodata__"][AD]["node_id"][0])
     out = subprocess.run([sys.executable, "-c", code, str(ad)], capture_output=True, text=True, check=True)
     expected = load_champion(uri).score([0, 1], [ad, ad]).tolist()
@@ -138,13 +143,19 @@ def test_registered_model_loads_in_a_fresh_process(store):
 def test_gate_moves_champion_only_on_improvement(tmp_path):
     uri = sqlite_uri(tmp_path)
     with dg.instance_for_test() as instance:
-        assert materialize(instance, uri).success                     # v1: first version
+        assert week(instance, uri)                     # v1: first version
         first = metadata(instance, "test_auc")
         assert (first["mlflow_model_version"], first["promotion"]) == (1, tracking.CHAMPION)
 
         # One epoch: a worse model on the same split stays challenger; serving keeps v1.
-        assert materialize(instance, uri, run_config=epochs(1), selection=MODEL_ASSETS).success
+        result = materialize(instance, uri, run_config={**epochs(1), "ops": {
+            **epochs(1)["ops"], "test_auc": {"config": {"min_test_auc": 0.5}}}}, selection=MODEL_ASSETS)
+        assert result.success
         worse = metadata(instance, "test_auc")
+        # Trailing the champion by more than the margin warns, but does not fail the run.
+        [warning] = [c for c in result.get_asset_check_evaluations() if c.check_name == "no_worse_than_champion"]
+        assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+        assert first["test_auc"] - worse["test_auc"] > 0.01
         assert worse["test_auc"] < first["test_auc"]
         assert (worse["mlflow_model_version"], worse["promotion"]) == (2, tracking.CHALLENGER)
         assert worse["champion_test_auc"] == pytest.approx(first["test_auc"], abs=1e-12)
@@ -177,7 +188,7 @@ def test_failed_registration_leaves_registry_and_outputs_as_they_were(store, mon
     versions_before = {str(v.version) for v in client(uri).search_model_versions(f"name='{MODEL}'")}
     champion_before = alias_version(uri, tracking.CHAMPION)
     storage = Path(instance.storage_directory())
-    test_auc_before = (storage / "test_auc.pt").read_bytes()
+    test_auc_before = (storage / "test_auc" / f"{DAY}.pt").read_bytes()
 
     def broken(self, name, alias, version):
         raise ConnectionError("registry went away")
@@ -189,7 +200,7 @@ def test_failed_registration_leaves_registry_and_outputs_as_they_were(store, mon
     # The version created before the failure was deleted again: no version without its decision.
     assert {str(v.version) for v in client(uri).search_model_versions(f"name='{MODEL}'")} == versions_before
     assert alias_version(uri, tracking.CHAMPION) == champion_before
-    assert (storage / "test_auc.pt").read_bytes() == test_auc_before
+    assert (storage / "test_auc" / f"{DAY}.pt").read_bytes() == test_auc_before
     failed = client(uri).search_runs([client(uri).get_experiment_by_name("adrel").experiment_id],
                                      order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert failed.info.status == "FAILED"
@@ -210,16 +221,17 @@ def test_unusable_tracking_store_fails_fast_naming_the_uri(uri):
         assert not result.success
         assert "MLflow tracking s" in str(result.all_events) and uri in str(result.all_events)
         assert elapsed < 30, f"took {elapsed:.0f}s to give up"
-        # The resource fails at run start: not even the world tables were written.
+        # The resource fails at run start: nothing was written.
         assert not result.get_asset_materialization_events()
         assert not list(Path(instance.storage_directory()).glob("*"))
 
 
 CONCURRENT = """
 import sys, dagster as dg
-from adrel_pipeline_tests.conftest import materialize
+from adrel_pipeline_tests.conftest import materialize_week
 with dg.instance_for_test() as instance:
-    ok = materialize(instance, sys.argv[1], run_config={"ops": {"trained_gat": {"config": {"epochs": int(sys.argv[2])}}}}).success
+    results = materialize_week(instance, sys.argv[1], run_config={"ops": {"trained_gat": {"config": {"epochs": int(sys.argv[2])}}}})
+    ok = all(r is not None and r.success for r in results)
 sys.exit(0 if ok else 1)
 """
 

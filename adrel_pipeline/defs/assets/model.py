@@ -8,7 +8,10 @@ import polars as pl
 import torch
 from pydantic import Field
 
-from adrel_pipeline import tracking
+from adrel_pipeline import tracking, validation
+from adrel_pipeline.defs import checks
+from adrel_pipeline.defs.checks import Check
+from adrel_pipeline.defs.partitions import daily
 from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
 from adrel_pipeline.graph import AD, USER, USER_AD
 from adrel_pipeline.metrics import (
@@ -37,7 +40,11 @@ from adrel_pipeline.version import CODE_VERSION
 
 GROUP = "model"
 _TRAIN = TrainSpec()
+_CHECKS = validation.ModelCheckSpec()
 RANKING_KEYS = ("mrr", "hits_at_10", "hits_at_100")
+# Transient failures (a busy tracking server, a killed worker) are retried after 2 s, then 4 s.
+# Bad config and failed checks raise dg.Failure(allow_retries=False): retrying cannot fix them.
+RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class TrainGATConfig(dg.Config):
@@ -51,7 +58,10 @@ class TrainGATConfig(dg.Config):
     patience: int = Field(default=_TRAIN.patience, description="Stop after this many epochs without a better val AUC.")
 
     def spec(self, seed: int) -> TrainSpec:
-        return TrainSpec(**self.model_dump(), seed=seed)
+        try:
+            return TrainSpec(**self.model_dump(), seed=seed)
+        except ValueError as err:
+            raise dg.Failure(str(err), allow_retries=False) from err
 
 
 def _input_example(test, n: int = 5) -> pd.DataFrame:
@@ -60,7 +70,8 @@ def _input_example(test, n: int = 5) -> pd.DataFrame:
                          "ad_id": test[AD].node_id[pairs[1]].numpy()})
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version=CODE_VERSION)
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version=CODE_VERSION, partitions_def=daily,
+          retry_policy=RETRY)
 def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world: WorldResource,
                 mlflow: MlflowTracking, link_split: dict) -> dg.Output[dict]:
     """The GAT's best-validation weights (``state_dict`` + config) and its training history.
@@ -108,7 +119,7 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
     })
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, partitions_def=daily)
 def oracle_metrics(world: WorldResource, users: pl.DataFrame, items: pl.DataFrame, link_split: dict) -> dg.Output[dict]:
     """The Bayes-optimal scorer (the generator's true probabilities) on the test split: the
     ceiling no honest model exceeds. AUC, full-catalogue ranking metrics, and its test scores."""
@@ -137,15 +148,45 @@ def _champion_scorer(test):
     return score
 
 
-@dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version=CODE_VERSION)
-def test_auc(context: dg.AssetExecutionContext, world: WorldResource, mlflow: MlflowTracking,
-             trained_gat: dict, link_split: dict, oracle_metrics: dict) -> dg.Output[dict]:
+class ModelChecksConfig(dg.Config):
+    min_test_auc: float = Field(default=_CHECKS.min_test_auc,
+                                description="Blocking: the test AUC must reach this, in [0.5, 1].")
+    oracle_tolerance: float = Field(
+        default=_CHECKS.oracle_tolerance,
+        description="Blocking: the test AUC may exceed the oracle's by at most this (sampling noise); "
+                    "more means leakage. In [0, 0.5].")
+    champion_margin: float = Field(
+        default=_CHECKS.champion_margin,
+        description="Warning: the test AUC may trail the champion's (same test split) by at most this, in [0, 0.5].")
+
+    def spec(self) -> validation.ModelCheckSpec:
+        try:
+            return validation.ModelCheckSpec(**self.model_dump())
+        except ValueError as err:
+            raise dg.Failure(str(err), allow_retries=False) from err
+
+
+MODEL_CHECKS = [
+    Check("test_auc_above_chance", "The test AUC reaches min_test_auc: the model learned something."),
+    Check("test_auc_within_oracle_ceiling",
+          "The test AUC is at most the Bayes-optimal AUC + oracle_tolerance: above the ceiling means leakage."),
+    Check("no_worse_than_champion",
+          "The test AUC trails the champion's on the same test split by at most champion_margin.", blocking=False),
+]
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version=CODE_VERSION, partitions_def=daily,
+          retry_policy=RETRY, check_specs=checks.specs("test_auc", MODEL_CHECKS))
+def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world: WorldResource,
+             mlflow: MlflowTracking, trained_gat: dict, link_split: dict, oracle_metrics: dict):
     """The trained model's AUC and ranking metrics on held-out test links, beside the oracle's.
 
-    Completes the training's MLflow run (final metrics, ROC curve), then registers the model as a
-    new version and runs the promotion gate: ``champion`` moves to it only if its test AUC is at
-    least the current champion's on the same test split, otherwise it becomes ``challenger``.
+    Completes the training's MLflow run (final metrics, ROC curve). A model that fails a blocking
+    check (no better than chance, or above the Bayes-optimal ceiling) is not registered. Otherwise
+    it becomes a new version and the promotion gate runs: ``champion`` moves to it only if its
+    test AUC is at least the current champion's on the same test split, else ``challenger``.
     """
+    bounds = config.spec()
     model = load_model(TrainResult.from_payload(trained_gat).checkpoint)
     test, val = link_split["test"], link_split["val"]
     labels = test[USER_AD].edge_label
@@ -165,6 +206,12 @@ def test_auc(context: dg.AssetExecutionContext, world: WorldResource, mlflow: Ml
     roc = roc_png({"GAT": (*roc_curve(labels, scores), metrics["test_auc"]),
                    "oracle": (*roc_curve(labels, oracle_metrics["test_scores"]), metrics["oracle_auc"])},
                   title=f"test ROC ({labels.numel()} pairs)")
+    outcomes = {
+        "test_auc_above_chance": validation.auc_above_chance(metrics["test_auc"], bounds.min_test_auc),
+        "test_auc_within_oracle_ceiling": validation.auc_within_ceiling(
+            metrics["test_auc"], metrics["oracle_auc"], bounds.oracle_tolerance),
+    }
+    rejected = [o.description for o in outcomes.values() if not o.passed]
 
     record = trained_gat["mlflow"]
     name = mlflow.registered_model_name
@@ -173,6 +220,10 @@ def test_auc(context: dg.AssetExecutionContext, world: WorldResource, mlflow: Ml
         # and MLflow shows the value at the highest step, which must be the kept model's.
         tracking.log_metrics(metrics, step=trained_gat["epochs_run"] + 1)
         tracking.log_bytes(roc, "plots/roc_test.png")
+        if rejected:
+            tracking.set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
+            context.log.error(f"{name}: not registered, the model failed a blocking check: {'; '.join(rejected)}")
+            yield from checks.emit(None, MODEL_CHECKS, outcomes)
         # A re-evaluation of the same training reuses its version instead of registering another.
         existing = tracking.registered_version_of_run(name, record["run_id"])
         if existing is not None:
@@ -192,8 +243,10 @@ def test_auc(context: dg.AssetExecutionContext, world: WorldResource, mlflow: Ml
             tracking.log_metrics({"champion_test_auc": promotion.champion_test_auc})
 
     context.log.info(f"{name} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
+    outcomes["no_worse_than_champion"] = validation.auc_vs_champion(
+        metrics["test_auc"], promotion.champion_test_auc, bounds.champion_margin)
     extra = {} if promotion.champion_test_auc is None else {"champion_test_auc": promotion.champion_test_auc}
-    return dg.Output({**metrics, **extra}, metadata={
+    yield from checks.emit(dg.Output({**metrics, **extra}, metadata={
         **{k: float(v) for k, v in metrics.items()},
         **extra,
         "mlflow_run_id": record["run_id"],
@@ -203,4 +256,4 @@ def test_auc(context: dg.AssetExecutionContext, world: WorldResource, mlflow: Ml
         "promotion": promotion.alias,
         "promotion_reason": promotion.reason,
         "roc_curve": dg.MetadataValue.md(markdown_image(roc, "ROC curve")),
-    })
+    }), MODEL_CHECKS, outcomes)
