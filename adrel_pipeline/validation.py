@@ -1,22 +1,24 @@
 """Data-quality rules behind the pipeline's asset checks, as plain functions (no Dagster).
 
 Each rule guards a way the pipeline could go silently wrong, most of them defects the seed
-notebook had: duplicated or unknown ids (features misaligned with nodes), values outside the
-one-hot vocabularies (an all-zero feature row), days lost or duplicated by a backfill, NaN
-features, edge indices past the node count (PyG indexes out of range or, worse, wraps), held-out
-edges left in the message-passing graph (the leak that inflated the notebook's AUC), class
-balance other than configured (AUC still fine, but precision-style numbers shift), and a test
-AUC above the Bayes-optimal ceiling (only possible with leakage).
+notebook had: duplicated or unknown ids (features misaligned with nodes, edges silently dropped
+by a join), values outside the one-hot vocabularies (an all-zero feature row), days lost or
+duplicated by a backfill, NaN features, edge indices past the node count (PyG indexes out of
+range or, worse, wraps), reverse edges that do not mirror forward ones, held-out edges left in
+the message-passing graph (the leak that inflated the notebook's AUC), class balance other than
+configured (AUC still fine, but precision-style numbers shift), and a test AUC above the
+Bayes-optimal ceiling (only possible with leakage).
 
 Every rule returns a :class:`CheckOutcome`: passed or not, one line saying what was found (with
-up to five examples on failure) and a few scalar numbers for metadata.
+up to five examples on failure) and a few scalar numbers for metadata. The Dagster wiring
+(:mod:`adrel_pipeline.defs.checks`) turns outcomes into asset check results.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -26,121 +28,186 @@ from torch_geometric.data import HeteroData
 from adrel_pipeline.graph import AD, AD_USER, NON_AD_USER, USER_AD, USER_NON_AD
 
 _EXAMPLES = 5
+_SPLITS = ("train", "val", "test")
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+# (forward, reverse) pairs whose reverse must be the flipped forward edge set.
+_MIRRORED = ((USER_AD, AD_USER), (USER_NON_AD, NON_AD_USER))
+
+Metadata = dict[str, int | float | str]
 
 
 @dataclass(frozen=True)
 class CheckOutcome:
     passed: bool
     description: str
-    metadata: dict[str, int | float | str] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
 
 
-def _examples(values: Sequence | pl.Series) -> str:
+def _examples(values: Iterable) -> str:
     values = list(values)
     return f"e.g. {values[:_EXAMPLES]}"
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _outcome(problems: list[str], success: str, metadata: Metadata) -> CheckOutcome:
+    if problems:
+        return CheckOutcome(False, "; ".join(problems), metadata)
+    return CheckOutcome(True, success, metadata)
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+
 def ids_unique(df: pl.DataFrame, column: str) -> CheckOutcome:
+    """No duplicated and no null ids: graph nodes are keyed by id, a duplicate would give one id two
+    feature rows and make every later row misaligned with its node."""
     ids = df[column]
     nulls = ids.null_count()
-    dup = ids.drop_nulls().filter(ids.drop_nulls().is_duplicated()).unique().sort()
-    meta = {"rows": df.height, "duplicated_ids": dup.len(), "null_ids": nulls}
-    if dup.len() or nulls:
-        problems = []
-        if dup.len():
-            problems.append(f"{dup.len()} duplicated {column} values, {_examples(dup)}")
-        if nulls:
-            problems.append(f"{nulls} null {column} values")
-        return CheckOutcome(False, "; ".join(problems), meta)
-    return CheckOutcome(True, f"{df.height} {column} values, all unique and non-null", meta)
+    present = ids.drop_nulls()
+    dup = present.filter(present.is_duplicated()).unique().sort()
+    meta: Metadata = {"rows": df.height, "duplicated_ids": dup.len(), "null_ids": nulls}
+    problems = []
+    if dup.len():
+        problems.append(f"{dup.len()} duplicated {column} values, {_examples(dup)}")
+    if nulls:
+        problems.append(f"{nulls} null {column} values")
+    return _outcome(problems, f"{df.height} {column} values, all unique and non-null", meta)
 
 
 def values_in_vocabulary(df: pl.DataFrame, column: str, vocabulary: Sequence[str]) -> CheckOutcome:
+    """Every value (nulls included) is in ``vocabulary``: the one-hot encoders map anything else to an
+    all-zero row or fail, depending on the cast."""
     values = df[column]
-    bad = values.is_null() | ~values.is_in(list(vocabulary))
+    vocab = list(vocabulary)
+    # is_in gives null for a null value; `is_null() | ...` turns that into a violation.
+    # Compared as strings, so an Enum/Categorical column cannot fail the cast of the vocabulary.
+    bad = values.is_null() | ~values.cast(pl.Utf8).is_in(pl.Series(vocab, dtype=pl.Utf8).implode())
     n_bad = int(bad.sum())
-    meta = {"rows": df.height, "outside_vocabulary": n_bad}
+    meta: Metadata = {"rows": df.height, "outside_vocabulary": n_bad, "nulls": values.null_count()}
     if n_bad:
-        examples = values.filter(bad).unique(maintain_order=True).to_list()
-        return CheckOutcome(False, f"{n_bad} {column} values outside {list(vocabulary)} (nulls included), "
+        examples = values.filter(bad).unique(maintain_order=True)
+        return CheckOutcome(False, f"{n_bad} {column} values outside {vocab} (nulls included), "
                                    f"{_examples(examples)}", meta)
-    return CheckOutcome(True, f"all {df.height} {column} values in the {len(vocabulary)}-value vocabulary", meta)
+    return CheckOutcome(True, f"all {df.height} {column} values in the {len(vocab)}-value vocabulary", meta)
 
 
 def references_known(interactions: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> CheckOutcome:
-    meta: dict[str, int | float | str] = {"interactions": interactions.height}
+    """Every interaction names a known user and item: the graph builder's joins would otherwise drop
+    (items) or reject (users) them, and the edge counts would no longer match the log."""
+    meta: Metadata = {"interactions": interactions.height}
     problems = []
     for column, table in (("user_id", users), ("item_id", items)):
         refs = interactions[column]
-        unknown = refs.filter(refs.is_null() | ~refs.is_in(table[column].implode()))
+        unknown = refs.filter(refs.is_null() | ~refs.is_in(table[column].drop_nulls().implode()))
         meta[f"unknown_{column}"] = unknown.len()
         if unknown.len():
             problems.append(f"{unknown.len()} interactions reference an unknown or null {column}, "
                             f"{_examples(unknown.unique(maintain_order=True))}")
-    if problems:
-        return CheckOutcome(False, "; ".join(problems), meta)
-    return CheckOutcome(True, f"all {interactions.height} interactions reference known users and items", meta)
+    return _outcome(problems, f"all {interactions.height} interactions reference known users and items", meta)
 
 
 def daily_counts(interactions: pl.DataFrame, expected: Mapping[dt.date, int]) -> CheckOutcome:
-    counts = interactions.group_by("day").len()
+    """The days present are exactly ``expected``'s and each holds its expected number of rows: a
+    backfill that lost, repeated or mixed up a day would otherwise train on the wrong window.
+
+    A day expected to hold 0 rows cannot be present in the frame, so it is not reported missing.
+    """
+    expected_rows = int(sum(expected.values()))
+    meta: Metadata = {"days": 0, "rows": interactions.height, "expected_rows": expected_rows}
+    if "day" not in interactions.columns:
+        return CheckOutcome(False, f"no day column in the interactions (columns: {interactions.columns})", meta)
+    if interactions.schema["day"] != pl.Date:
+        # A Datetime day would compare unequal to every expected date: say so instead.
+        return CheckOutcome(False, f"day column has dtype {interactions.schema['day']}, expected Date", meta)
+    null_days = interactions["day"].null_count()
+    counts = interactions.filter(pl.col("day").is_not_null()).group_by("day").len()
     found = dict(zip(counts["day"].to_list(), counts["len"].to_list()))
-    meta = {"days": len(found), "rows": interactions.height, "expected_rows": int(sum(expected.values()))}
-    # A day expected to be empty is present with 0 rows.
     missing = sorted(d for d, n in expected.items() if n > 0 and d not in found)
     unexpected = sorted(d for d in found if d not in expected)
     wrong = sorted(d for d in found if d in expected and found[d] != expected[d])
+    meta |= {"days": len(found), "missing_days": len(missing), "unexpected_days": len(unexpected),
+             "wrong_count_days": len(wrong), "null_days": null_days}
     problems = []
     if missing:
-        problems.append(f"{len(missing)} days missing: {_examples([str(d) for d in missing])}")
+        problems.append(f"{_n(len(missing), 'day')} missing: "
+                        f"{_examples(f'{d} (expected {expected[d]} rows)' for d in missing)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected days: "
-                        f"{_examples([f'{d} ({found[d]} rows)' for d in unexpected])}")
+        problems.append(f"{_n(len(unexpected), 'unexpected day')}: "
+                        f"{_examples(f'{d} ({found[d]} rows)' for d in unexpected)}")
     if wrong:
-        problems.append(f"{len(wrong)} days with the wrong count: "
-                        f"{_examples([f'{d}: {found[d]} rows, expected {expected[d]}' for d in wrong])}")
-    if problems:
-        return CheckOutcome(False, "; ".join(problems), meta)
-    return CheckOutcome(True, f"{len(expected)} days, {interactions.height} rows, each day as configured", meta)
+        problems.append(f"{_n(len(wrong), 'day')} with the wrong count: "
+                        f"{_examples(f'{d}: {found[d]} rows, expected {expected[d]}' for d in wrong)}")
+    if null_days:
+        problems.append(f"{_n(null_days, 'row')} with a null day")
+    return _outcome(problems, f"{len(found)} days, {interactions.height} rows, each day as configured "
+                              f"({expected_rows} rows expected)", meta)
+
+
+# --- graph ----------------------------------------------------------------------------------------
 
 
 def graph_features(graph: HeteroData) -> CheckOutcome:
+    """Every node type has a 2-D, finite feature matrix with exactly one row per node (and per
+    ``node_id``): an extra or missing row shifts every node's features, a NaN poisons the whole
+    model after one message-passing step."""
     problems = []
-    meta: dict[str, int | float | str] = {}
+    meta: Metadata = {}
     for node_type in graph.node_types:
         store = graph[node_type]
         x = store.get("x")
-        if x is None or x.dim() != 2:
-            problems.append(f"{node_type}: no 2-D feature matrix x")
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            shape = None if not isinstance(x, torch.Tensor) else list(x.shape)
+            problems.append(f"{node_type}: no 2-D feature matrix x (got shape {shape})")
             continue
+        # PyG infers num_nodes from x when it is not set, so node_id is the independent witness.
         n = store.num_nodes
         ids = store.get("node_id")
         meta[f"rows/{node_type}"] = int(x.shape[0])
+        meta[f"num_nodes/{node_type}"] = int(n)
         if x.shape[0] != n or (ids is not None and ids.numel() != x.shape[0]):
             problems.append(f"{node_type}: {x.shape[0]} feature rows for {n} nodes"
                             + ("" if ids is None else f" and {ids.numel()} node ids"))
         bad_rows = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()
+        meta[f"non_finite_rows/{node_type}"] = bad_rows.numel()
         if bad_rows.numel():
             problems.append(f"{node_type}: {bad_rows.numel()} feature rows with NaN/inf, "
                             f"{_examples(bad_rows.tolist())}")
-    if problems:
-        return CheckOutcome(False, "; ".join(problems), meta)
-    return CheckOutcome(True, f"{len(graph.node_types)} node types, one finite feature row per node", meta)
+    return _outcome(problems, f"{len(graph.node_types)} node types, one finite feature row per node", meta)
 
 
 def _key_set(edge_index: torch.Tensor, num_dst: int) -> torch.Tensor:
+    # int64 so that src * num_dst cannot overflow an int32 edge index.
+    edge_index = edge_index.long()
     return torch.unique(edge_index[0] * num_dst + edge_index[1])
 
 
+def _pairs(keys: torch.Tensor, num_dst: int) -> list[tuple[int, int]]:
+    return [(int(k) // num_dst, int(k) % num_dst) for k in keys[:_EXAMPLES]]
+
+
+def _name(edge_type: tuple[str, str, str]) -> str:
+    return "__".join(edge_type)
+
+
 def graph_edge_indices(graph: HeteroData) -> CheckOutcome:
+    """Every edge index is an integer ``[2, E]`` tensor within its node types' counts, and reverse
+    edges mirror forward ones: an index past the node count fails deep inside message passing (a
+    negative one may silently count from the end), and a reverse type that drifted from its forward
+    type would let messages flow over held-out edges."""
     problems = []
-    meta: dict[str, int | float | str] = {}
+    meta: Metadata = {}
     for edge_type in graph.edge_types:
         src, _, dst = edge_type
-        name = "__".join(edge_type)
-        ei = graph[edge_type].edge_index
+        name = _name(edge_type)
+        ei = graph[edge_type].get("edge_index")
+        if not isinstance(ei, torch.Tensor):
+            problems.append(f"{name}: no edge_index")
+            continue
         meta[f"edges/{name}"] = int(ei.shape[-1]) if ei.dim() == 2 else -1
-        if ei.dim() != 2 or ei.shape[0] != 2 or ei.dtype not in (torch.int64, torch.int32):
+        if ei.dim() != 2 or ei.shape[0] != 2 or ei.dtype not in _INT_DTYPES:
             problems.append(f"{name}: edge_index must be an integer [2, E] tensor, got {ei.dtype} {list(ei.shape)}")
             continue
         for row, node_type in ((0, src), (1, dst)):
@@ -150,17 +217,31 @@ def graph_edge_indices(graph: HeteroData) -> CheckOutcome:
                 problems.append(f"{name}: {bad.numel()} {'source' if row == 0 else 'target'} indices outside "
                                 f"[0, {n}), {_examples(ei[row, bad].tolist())}")
     if problems:
+        # Out-of-range indices make the integer keys below ambiguous: stop here.
         return CheckOutcome(False, "; ".join(problems), meta)
-    for forward, reverse in ((USER_AD, AD_USER), (USER_NON_AD, NON_AD_USER)):
-        if forward in graph.edge_types and reverse in graph.edge_types:
-            num_dst = graph[forward[2]].num_nodes
-            if not torch.equal(_key_set(graph[forward].edge_index, num_dst),
-                               _key_set(graph[reverse].edge_index.flip(0), num_dst)):
-                problems.append(f"{'__'.join(reverse)} does not mirror {'__'.join(forward)}")
-    if problems:
-        return CheckOutcome(False, "; ".join(problems), meta)
-    return CheckOutcome(True, f"{len(graph.edge_types)} edge types, every index within its node count, "
+    for forward, reverse in _MIRRORED:
+        has_fwd, has_rev = forward in graph.edge_types, reverse in graph.edge_types
+        if has_fwd != has_rev:
+            present, absent = (forward, reverse) if has_fwd else (reverse, forward)
+            problems.append(f"{_name(present)} has no mirror edge type {_name(absent)}")
+            continue
+        if not has_fwd:
+            continue
+        num_dst = graph[forward[2]].num_nodes
+        fwd = _key_set(graph[forward].edge_index, num_dst)
+        rev = _key_set(graph[reverse].edge_index.flip(0), num_dst)
+        only_fwd, only_rev = fwd[~torch.isin(fwd, rev)], rev[~torch.isin(rev, fwd)]
+        meta[f"unmirrored/{_name(forward)}"] = only_fwd.numel() + only_rev.numel()
+        if only_fwd.numel() or only_rev.numel():
+            problems.append(
+                f"{_name(reverse)} does not mirror {_name(forward)}: {only_fwd.numel()} forward edges without a "
+                f"reverse, {_examples(_pairs(only_fwd, num_dst))}, {only_rev.numel()} reverse edges without a "
+                f"forward, {_examples(_pairs(only_rev, num_dst))} (as ({forward[0]}, {forward[2]}) pairs)")
+    return _outcome(problems, f"{len(graph.edge_types)} edge types, every index within its node count, "
                               "reverse edges mirror forward ones", meta)
+
+
+# --- split ----------------------------------------------------------------------------------------
 
 
 def _positives(data: HeteroData) -> torch.Tensor:
@@ -168,90 +249,123 @@ def _positives(data: HeteroData) -> torch.Tensor:
     return store.edge_label_index[:, store.edge_label == 1]
 
 
-def _message_passing_keys(data: HeteroData, num_ads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return (_key_set(data[USER_AD].edge_index, num_ads), _key_set(data[AD_USER].edge_index.flip(0), num_ads))
-
-
 def split_without_leakage(split: Mapping[str, HeteroData]) -> CheckOutcome:
-    num_ads = split["train"][AD].num_nodes
-    sup = {name: _key_set(_positives(split[name]), num_ads) for name in ("train", "val", "test")}
-    mp = {name: _message_passing_keys(split[name], num_ads) for name in ("train", "val", "test")}
+    """No positive supervision edge is visible, forward or reversed, to a message-passing graph that
+    must not see it: the seed notebook scored the model on edges it had passed messages over, which
+    is how its AUC came out above the Bayes-optimal ceiling.
 
-    def leaked(keys: torch.Tensor, graph: str) -> int:
-        forward, reverse = mp[graph]
-        return int((torch.isin(keys, forward) | torch.isin(keys, reverse)).sum())
+    Rules: val and test positives are not in train's graph; each split's positives (train's too) are
+    not in its own graph; test positives are not in val's graph.
+    """
+    # Pairs are encoded as src * base + dst; base covers every ad index seen, so that an index past
+    # num_nodes (graph_edge_indices' business) cannot make two pairs collide here.
+    tensors = [split[s][USER_AD].edge_index[1] for s in _SPLITS] + [split[s][AD_USER].edge_index[0] for s in _SPLITS]
+    tensors += [split[s][USER_AD].edge_label_index[1] for s in _SPLITS]
+    base = max([int(split["train"][AD].num_nodes)] + [int(t.max()) + 1 for t in tensors if t.numel()])
+    sup = {s: _key_set(_positives(split[s]), base) for s in _SPLITS}
+    mp = {s: (_key_set(split[s][USER_AD].edge_index, base), _key_set(split[s][AD_USER].edge_index.flip(0), base))
+          for s in _SPLITS}
 
-    rules = {
-        "val_in_train_graph": leaked(sup["val"], "train"),
-        "test_in_train_graph": leaked(sup["test"], "train"),
-        "train_supervision_in_train_graph": leaked(sup["train"], "train"),
-        "val_in_val_graph": leaked(sup["val"], "val"),
-        "test_in_test_graph": leaked(sup["test"], "test"),
-        "test_in_val_graph": leaked(sup["test"], "val"),
+    rules = {  # rule name: (supervision of, message passing of)
+        "val_in_train_graph": ("val", "train"),
+        "test_in_train_graph": ("test", "train"),
+        "train_supervision_in_train_graph": ("train", "train"),
+        "val_in_val_graph": ("val", "val"),
+        "test_in_test_graph": ("test", "test"),
+        "test_in_val_graph": ("test", "val"),
     }
-    meta: dict[str, int | float | str] = {f"leaked/{k}": v for k, v in rules.items()}
-    bad = {k: v for k, v in rules.items() if v}
-    if bad:
-        return CheckOutcome(False, "supervision edges (or their reverses) in a message-passing graph: "
-                                   + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in bad.items()), meta)
+    meta: Metadata = {f"positives/{s}": sup[s].numel() for s in _SPLITS}
+    problems = []
+    for rule, (labels, graph) in rules.items():
+        keys = sup[labels]
+        forward, reverse = torch.isin(keys, mp[graph][0]), torch.isin(keys, mp[graph][1])
+        leaked = keys[forward | reverse]
+        meta[f"leaked/{rule}"] = leaked.numel()
+        if leaked.numel():
+            problems.append(f"{leaked.numel()} {labels} positives in the {graph} message-passing graph "
+                            f"({int(forward.sum())} forward, {int(reverse.sum())} reverse), "
+                            f"{_examples(_pairs(leaked, base))}")
+    if problems:
+        return CheckOutcome(False, "supervision leaks into message passing: " + "; ".join(problems)
+                            + " (as (user, ad) pairs)", meta)
     return CheckOutcome(True, f"no leakage: {sum(s.numel() for s in sup.values())} positive supervision edges, "
                               "none (nor its reverse) in a graph that may not see it", meta)
 
 
 def class_balance(split: Mapping[str, HeteroData], neg_ratio: float) -> CheckOutcome:
+    """Val/test hold ``round(neg_ratio * positives)`` negatives (as :func:`split_links` draws them) and
+    labels are 0/1; train supervision is positives only, its negatives being re-drawn every epoch.
+    A different balance leaves AUC alone but shifts every threshold-based number."""
     problems = []
-    meta: dict[str, int | float | str] = {}
-    for name in ("train", "val", "test"):
-        label = split[name][USER_AD].edge_label
+    meta: Metadata = {}
+    for name in _SPLITS:
+        store = split[name][USER_AD]
+        label = store.edge_label
         pos, neg = int((label == 1).sum()), int((label == 0).sum())
         other = int(label.numel() - pos - neg)
-        meta |= {f"{name}/positives": pos, f"{name}/negatives": neg}
+        meta |= {f"{name}/positives": pos, f"{name}/negatives": neg,
+                 f"{name}/positive_share": pos / max(pos + neg, 1)}
+        if label.numel() != store.edge_label_index.shape[1]:
+            problems.append(f"{name}: {label.numel()} labels for {store.edge_label_index.shape[1]} supervision pairs")
         if other:
-            problems.append(f"{name}: {other} labels other than 0/1")
+            problems.append(f"{name}: {other} labels other than 0/1, "
+                            f"{_examples(label[(label != 0) & (label != 1)].tolist())}")
         if name == "train":
-            # Train negatives are re-drawn every epoch: the stored supervision is positives only.
             if neg:
                 problems.append(f"train: {neg} stored negatives, expected none (drawn per epoch)")
             continue
-        expected = int(round(neg_ratio * pos))
-        meta[f"{name}/positive_share"] = pos / max(pos + neg, 1)
+        if not pos:
+            # An AUC over no positives is undefined.
+            problems.append(f"{name}: no positive supervision edges")
+        expected = round(neg_ratio * pos)  # as split_links draws them
         if neg != expected:
             problems.append(f"{name}: {neg} negatives for {pos} positives, expected round({neg_ratio} x {pos}) "
                             f"= {expected}")
-    if problems:
-        return CheckOutcome(False, "; ".join(problems), meta)
-    return CheckOutcome(True, f"val/test negatives = round({neg_ratio} x positives); train supervision positives only",
-                        meta)
+    return _outcome(problems, f"val/test negatives = round({neg_ratio} x positives) "
+                              f"(val {meta['val/positives']}+/{meta['val/negatives']}-, "
+                              f"test {meta['test/positives']}+/{meta['test/negatives']}-); "
+                              f"train supervision {meta['train/positives']} positives only", meta)
+
+
+# --- model ----------------------------------------------------------------------------------------
+
+
+def _auc(value: float) -> str:
+    return "NaN" if math.isnan(value) else f"{value:.4f}"
 
 
 def auc_above_chance(test_auc: float, minimum: float) -> CheckOutcome:
-    meta = {"test_auc": float(test_auc), "min_test_auc": float(minimum)}
+    """A model that is not clearly better than chance must not be promoted (NaN fails too)."""
+    meta: Metadata = {"test_auc": float(test_auc), "min_test_auc": float(minimum)}
     if not test_auc >= minimum:
-        return CheckOutcome(False, f"test AUC {test_auc:.4f} is below the minimum {minimum:.4f}: "
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} is below the minimum {minimum:.4f}: "
                                    "the model is not clearly better than chance", meta)
-    return CheckOutcome(True, f"test AUC {test_auc:.4f} >= {minimum:.4f}", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} >= {minimum:.4f}", meta)
 
 
 def auc_within_ceiling(test_auc: float, oracle_auc: float, tolerance: float) -> CheckOutcome:
-    meta = {"test_auc": float(test_auc), "oracle_auc": float(oracle_auc), "tolerance": float(tolerance),
-            "excess": float(test_auc - oracle_auc)}
+    """No honest model beats the Bayes-optimal scorer on the same test pairs by more than noise."""
+    meta: Metadata = {"test_auc": float(test_auc), "oracle_auc": float(oracle_auc), "tolerance": float(tolerance),
+                      "excess": float(test_auc - oracle_auc)}
     if not test_auc <= oracle_auc + tolerance:
-        return CheckOutcome(False, f"test AUC {test_auc:.4f} exceeds the Bayes-optimal AUC {oracle_auc:.4f} by more "
-                                   f"than {tolerance:.4f}: no honest model can, so test information leaked into "
-                                   "training (or the oracle is wrong)", meta)
-    return CheckOutcome(True, f"test AUC {test_auc:.4f} <= oracle {oracle_auc:.4f} + {tolerance:.4f}", meta)
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} exceeds the Bayes-optimal AUC {_auc(oracle_auc)} by "
+                                   f"more than {tolerance:.4f}: scoring above the Bayes-optimal ceiling means test "
+                                   "information leaked into training (or the oracle has a bug)", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} <= oracle {_auc(oracle_auc)} + {tolerance:.4f}", meta)
 
 
 def auc_vs_champion(test_auc: float, champion_auc: float | None, margin: float) -> CheckOutcome:
+    """A challenger clearly worse than the serving champion deserves a look (a WARN, not a block)."""
     if champion_auc is None:
-        return CheckOutcome(True, "no comparable champion on this test split: nothing to compare with",
+        return CheckOutcome(True, "no champion to compare with: nothing to beat",
                             {"test_auc": float(test_auc), "margin": float(margin)})
-    meta = {"test_auc": float(test_auc), "champion_test_auc": float(champion_auc), "margin": float(margin),
-            "difference": float(test_auc - champion_auc)}
+    meta: Metadata = {"test_auc": float(test_auc), "champion_test_auc": float(champion_auc), "margin": float(margin),
+                      "difference": float(test_auc - champion_auc)}
     if not test_auc >= champion_auc - margin:
-        return CheckOutcome(False, f"test AUC {test_auc:.4f} trails the champion's {champion_auc:.4f} on the same "
-                                   f"test split by more than {margin:.4f}", meta)
-    return CheckOutcome(True, f"test AUC {test_auc:.4f} vs champion {champion_auc:.4f} (margin {margin:.4f})", meta)
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} trails the champion's {_auc(champion_auc)} on the "
+                                   f"same test split by more than {margin:.4f}", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} vs champion {_auc(champion_auc)} (margin {margin:.4f})",
+                        meta)
 
 
 @dataclass(frozen=True)
@@ -269,4 +383,4 @@ class ModelCheckSpec:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                     and low <= value <= high):
-                raise ValueError(f"{name}={value!r} is out of range: must be in [{low}, {high}]")
+                raise ValueError(f"{name}={value!r} is out of range: must be a number in [{low}, {high}]")
