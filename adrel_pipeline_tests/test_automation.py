@@ -167,7 +167,8 @@ def test_bad_check_bounds_name_the_field_and_range(trained):
     instance, uri = trained
     bad = {"ops": {"test_auc": {"config": {"oracle_tolerance": -0.1}}}}
     result = materialize(instance, uri, run_config=bad, selection=["test_auc"], raise_on_error=False)
-    assert not result.success and "oracle_tolerance=-0.1 is out of range: must be a number in [0.0, 0.5]" in str(result.all_events)
+    assert not result.success
+    assert "oracle_tolerance=-0.1 is out of range: must be a number in [0.0, 0.5]" in str(result.all_events)
 
 
 @pytest.mark.parametrize("value, expected", [(None, dg.in_process_executor), ("", dg.in_process_executor),
