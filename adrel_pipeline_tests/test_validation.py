@@ -15,6 +15,7 @@ from torch_geometric.data import HeteroData
 from adrel_pipeline import validation as v
 from adrel_pipeline.graph import AD, AD_USER, NON_AD, NON_AD_USER, USER, USER_AD, USER_NON_AD
 from adrel_pipeline.world import AGE_GROUPS, INTERESTS
+from adrel_pipeline_tests.conftest import WEEK
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 
@@ -141,12 +142,50 @@ def test_daily_counts_passes_when_days_and_counts_match():
         {"days": 3, "rows": 9, "expected_rows": 9}
 
 
+def _week_counts(spec):
+    return {d: spec.interactions_on(d) for d in WEEK}
+
+
 def test_daily_counts_passes_on_the_world(spec, world):
-    interactions = world[2]
-    if "day" not in interactions.columns:
-        pytest.skip("interactions have no day column yet")
-    days = interactions["day"].unique().to_list()
-    assert_passes(v.daily_counts(interactions, {d: spec.interactions_on(d) for d in days}))
+    expected = _week_counts(spec)
+    outcome = v.daily_counts(world[2], expected)
+    assert_passes(outcome)
+    assert_scalar_metadata(outcome)
+    assert outcome.metadata["days"] == len(WEEK)
+    assert outcome.metadata["rows"] == outcome.metadata["expected_rows"] == spec.num_interactions
+
+
+def _drop_day(interactions, day):
+    return interactions.filter(pl.col("day") != day)
+
+
+def _add_day(interactions, day):
+    return pl.concat([interactions, interactions.head(3).with_columns(pl.lit(day, dtype=pl.Date).alias("day"))])
+
+
+def _drop_one_row_of(interactions, day):
+    first = interactions.with_row_index("row").filter(pl.col("day") == day)["row"][0]
+    return interactions.with_row_index("row").filter(pl.col("row") != first).drop("row")
+
+
+@pytest.mark.parametrize("corrupt, fragment, counter", [
+    (lambda log: _drop_day(log, WEEK[3]), f"1 day missing: e.g. ['{WEEK[3]} (expected", "missing_days"),
+    (lambda log: _add_day(log, WEEK[-1] + dt.timedelta(days=1)),
+     f"1 unexpected day: e.g. ['{WEEK[-1] + dt.timedelta(days=1)} (3 rows)']", "unexpected_days"),
+    (lambda log: _drop_one_row_of(log, WEEK[2]), f"1 day with the wrong count: e.g. ['{WEEK[2]}: ", "wrong_count_days"),
+], ids=["missing_day", "extra_day", "wrong_count"])
+def test_daily_counts_fails_on_a_corrupted_week(spec, world, corrupt, fragment, counter):
+    outcome = v.daily_counts(corrupt(world[2]), _week_counts(spec))
+    assert_fails(outcome, fragment)
+    assert outcome.metadata[counter] == 1
+    assert sum(outcome.metadata[k] for k in ("missing_days", "unexpected_days", "wrong_count_days")) == 1
+    assert world[2].height == spec.num_interactions  # the fixture is untouched
+
+
+def test_daily_counts_wrong_count_names_found_and_expected(spec, world):
+    n = spec.interactions_on(WEEK[2])
+    outcome = v.daily_counts(_drop_one_row_of(world[2], WEEK[2]), _week_counts(spec))
+    assert_fails(outcome, f"{WEEK[2]}: {n - 1} rows, expected {n}")
 
 
 def test_daily_counts_accepts_an_absent_day_expected_empty():
@@ -352,14 +391,18 @@ def _with_labels(split, name, keep=None, label=None):
     return {**split, name: data}
 
 
-def test_class_balance_catches_a_dropped_negative(split):
-    labels = split["test"][USER_AD].edge_label
+@pytest.mark.parametrize("name", ["val", "test"])
+def test_class_balance_catches_a_dropped_negative(split, name):
+    labels = split[name][USER_AD].edge_label
     keep = torch.ones(labels.numel(), dtype=torch.bool)
     keep[int((labels == 0).nonzero()[0])] = False
     pos = int(labels.sum())
-    outcome = v.class_balance(_with_labels(split, "test", keep=keep), neg_ratio=1.0)
-    assert_fails(outcome, f"test: {pos - 1} negatives for {pos} positives, expected round(1.0 x {pos}) = {pos}")
-    assert outcome.metadata["test/negatives"] == pos - 1
+    outcome = v.class_balance(_with_labels(split, name, keep=keep), neg_ratio=1.0)
+    assert_fails(outcome, f"{name}: {pos - 1} negatives for {pos} positives, expected round(1.0 x {pos}) = {pos}")
+    assert outcome.metadata[f"{name}/negatives"] == pos - 1
+    other = "test" if name == "val" else "val"
+    assert other + ":" not in outcome.description  # only the corrupted split is blamed
+    assert split[name][USER_AD].edge_label.numel() == labels.numel()  # the fixture is untouched
 
 
 def test_class_balance_catches_a_ratio_other_than_configured(split):
@@ -412,6 +455,18 @@ def test_auc_vs_champion_is_inclusive_at_champion_minus_margin(auc, passed):
     assert_scalar_metadata(outcome)
     if not passed:
         assert "trails the champion's 0.7000" in outcome.description
+
+
+# The boundaries exactly as the rules compute them (oracle + tolerance, champion - margin), whatever the
+# floating-point rounding of the sum: the rules are inclusive there.
+@pytest.mark.parametrize("reference, slack", [(0.80, 0.02), (0.7, 0.01), (0.9, 0.0), (0.63, 0.05), (0.75, 0.25)])
+def test_auc_rules_are_inclusive_at_their_computed_boundaries(reference, slack):
+    assert_passes(v.auc_above_chance(reference, reference))
+    assert_passes(v.auc_within_ceiling(reference + slack, reference, slack))
+    assert_passes(v.auc_vs_champion(reference - slack, reference, slack))
+    assert_fails(v.auc_above_chance(reference - 1e-6, reference), "below the minimum")
+    assert_fails(v.auc_within_ceiling(reference + slack + 1e-6, reference, slack), "exceeds the Bayes-optimal AUC")
+    assert_fails(v.auc_vs_champion(reference - slack - 1e-6, reference, slack), "trails the champion's")
 
 
 def test_auc_vs_champion_passes_without_a_champion():
