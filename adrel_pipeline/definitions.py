@@ -3,6 +3,8 @@ sensor, resources (world, MLflow, IO manager) and the executor ($ADREL_EXECUTOR)
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from adrel_pipeline.defs.assets import graph, model, world
@@ -13,13 +15,18 @@ from adrel_pipeline.defs.automation import (
 )
 from adrel_pipeline.defs.executors import executor_from_env
 from adrel_pipeline.defs.io_manager import ArtifactIOManager
-from adrel_pipeline.defs.partitions import daily
 from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
+
+# Both jobs mix interaction_edges (a range of days in one run) with the per-day model assets, so
+# Dagster warns, on every load, that a backfill of the job runs one day per run: the behaviour we
+# want, since each day has its own model.
+warnings.filterwarnings("ignore", category=UserWarning,
+                        message=r"Asset job (adrel_job|daily_retrain) materializes assets with varying BackfillPolicies")
 
 all_assets = dg.load_assets_from_modules([world, graph, model])
 
 # Everything for one day: users and items (not partitioned) and that day's partition of the rest.
-adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all(), partitions_def=daily)
+adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all())
 
 defs = dg.Definitions(
     assets=all_assets,

@@ -134,11 +134,11 @@ def split_links(graph: HeteroData, spec: SplitSpec) -> dict[str, HeteroData]:
     val_e = edges[:, perm[n_train:n_train + n_val]]
     test_e = edges[:, perm[n_train + n_val:]]
 
-    n_sup = min(max(int(round(spec.disjoint_train_ratio * n_train)), 1), n_train - 1)
+    n_sup = min(max(round(spec.disjoint_train_ratio * n_train), 1), n_train - 1)
     train_mp, train_sup = train_e[:, : n_train - n_sup], train_e[:, n_train - n_sup:]
 
     def labelled(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        neg = sample_negatives(num_users, num_ads, int(round(spec.neg_ratio * pos.shape[1])), edges, generator)
+        neg = sample_negatives(num_users, num_ads, round(spec.neg_ratio * pos.shape[1]), edges, generator)
         label = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])])
         return torch.cat([pos, neg], dim=1), label
 

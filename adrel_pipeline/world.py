@@ -81,7 +81,7 @@ class WorldSpec:
 
     @property
     def num_ads(self) -> int:
-        return int(round(self.ad_fraction * self.num_items))
+        return round(self.ad_fraction * self.num_items)
 
     def rng(self, stream: int, *key: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, stream, *key])

@@ -13,7 +13,7 @@ from adrel_pipeline.world import (
 )
 
 # Small enough for seconds, big enough that AUCs are not dominated by noise (~300 test positives).
-SMALL_WORLD = dict(seed=0, num_users=1000, num_items=4000, num_interactions=30000)
+SMALL_WORLD = {"seed": 0, "num_users": 1000, "num_items": 4000, "num_interactions": 30000}
 # A full 7-day window: it holds exactly num_interactions events.
 WEEK = window(dt.date(2026, 1, 7), 7)
 

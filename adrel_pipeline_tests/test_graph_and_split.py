@@ -30,7 +30,7 @@ def test_one_feature_row_per_node_aligned_with_ids(world, graph):
 
 
 def test_edges_are_distinct_pairs_with_reverses(world, graph):
-    users, items, inter = world
+    _users, items, inter = world
     pairs = inter.select("user_id", "item_id").unique().join(items, on="item_id")
     assert graph[USER_AD].edge_index.shape[1] == int(pairs["is_ad"].sum())
     assert graph[USER_NON_AD].edge_index.shape[1] == int((~pairs["is_ad"]).sum())

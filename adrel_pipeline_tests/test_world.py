@@ -5,8 +5,17 @@ import polars as pl
 import pytest
 
 from adrel_pipeline.world import (
-    AGE_GROUPS, AGE_PROBS, INTERESTS, WorldConfigError, WorldSpec, generate_day, generate_interactions,
-    generate_items, generate_users, interaction_probability, window,
+    AGE_GROUPS,
+    AGE_PROBS,
+    INTERESTS,
+    WorldConfigError,
+    WorldSpec,
+    generate_day,
+    generate_interactions,
+    generate_items,
+    generate_users,
+    interaction_probability,
+    window,
 )
 from adrel_pipeline_tests.conftest import WEEK
 
@@ -107,7 +116,7 @@ def test_interaction_probability_is_a_distribution_over_pairs():
     ("seed", -1, "seed=-1 is out of range"),
 ])
 def test_invalid_world_names_field_and_range(field, value, expected):
-    params = dict(num_users=100, num_items=200, num_interactions=1000)
+    params = {"num_users": 100, "num_items": 200, "num_interactions": 1000}
     params[field] = value
     with pytest.raises(WorldConfigError) as err:
         WorldSpec(**params)

@@ -12,14 +12,14 @@ GATConv, heads=4, hidden 32, out 16, Adam lr 0.01, train negatives from RandomLi
 import time
 
 T0 = time.perf_counter()
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-from torch_geometric import transforms as T  # noqa: E402
-from torch_geometric.data import HeteroData  # noqa: E402
-from torch_geometric.nn import GATConv, HeteroConv  # noqa: E402
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch_geometric import transforms as T
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import GATConv, HeteroConv
 
 T_IMPORT = time.perf_counter()
 np.random.seed(0)

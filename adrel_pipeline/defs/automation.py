@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from adrel_pipeline.defs.partitions import daily
-
 # The day's interactions, then the graph, split, model and evaluation for that day. users and
 # items are not partitioned and never change for a world: `make run` (or the UI) materializes
 # them once.
 daily_retrain_job = dg.define_asset_job(
     "daily_retrain",
     selection=dg.AssetSelection.assets("interaction_edges").downstream(),
-    partitions_def=daily,
     description="Materialize one day's interactions and retrain the model on the window ending that day.",
 )
 

@@ -9,7 +9,7 @@ window) gets the tables concatenated in partition order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -92,7 +92,7 @@ class LocalArtifactIOManager(dg.IOManager):
 class ArtifactIOManager(dg.ConfigurableIOManagerFactory):
     """Stores asset values under ``base_dir`` (default: the Dagster instance's storage folder)."""
 
-    base_dir: Optional[str] = None
+    base_dir: str | None = None
 
     def create_io_manager(self, context: dg.InitResourceContext) -> LocalArtifactIOManager:
         base = self.base_dir or context.instance.storage_directory()

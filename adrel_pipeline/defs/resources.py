@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -49,21 +47,21 @@ class MlflowTracking(dg.ConfigurableResource):
     misconfigured store fails the run, naming the URI, before any asset is written.
     """
 
-    tracking_uri: Optional[str] = Field(
+    tracking_uri: str | None = Field(
         default=None,
         description="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI when set, else the embedded "
                     "sqlite store .adrel/mlflow.db (artifacts in .adrel/mlartifacts).",
     )
     experiment_name: str = Field(default=tracking.DEFAULT_EXPERIMENT, description="MLflow experiment.")
     registered_model_name: str = Field(default=tracking.DEFAULT_MODEL_NAME, description="Registered model.")
-    ui_url: Optional[str] = Field(
+    ui_url: str | None = Field(
         default=None,
         description="MLflow UI base URL for links. Default: the tracking URI when it is a server, "
                     "else http://127.0.0.1:5000 (make mlflow-ui).",
     )
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI base URL for links.")
 
-    _experiment_id: Optional[str] = PrivateAttr(default=None)
+    _experiment_id: str | None = PrivateAttr(default=None)
 
     @property
     def uri(self) -> str:

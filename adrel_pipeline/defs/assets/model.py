@@ -91,8 +91,8 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
         def on_epoch(row: dict) -> None:
             tracking.log_metrics({k: row[k] for k in ("train_loss", "train_auc", "val_auc")}, step=row["epoch"])
             if row["epoch"] == 1 or row["epoch"] % 5 == 0:
-                context.log.info("epoch %(epoch)d: train_loss=%(train_loss).4f train_auc=%(train_auc).4f "
-                                 "val_auc=%(val_auc).4f" % row)
+                context.log.info(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
+                                 f"train_auc={row['train_auc']:.4f} val_auc={row['val_auc']:.4f}")
 
         result = train_gat(link_split, spec, on_epoch=on_epoch)
         n_params = sum(v.numel() for v in result.checkpoint["state_dict"].values())

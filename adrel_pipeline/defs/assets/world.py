@@ -1,6 +1,7 @@
 """Assets of the synthetic world: users, items, and the interaction log, one partition per day."""
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 import polars as pl
@@ -87,10 +88,18 @@ INTERACTION_CHECKS = [
 ]
 
 
-# A single-run backfill checks all its days at once, in one result per check.
-@dg.asset(group_name=GROUP, kinds={"polars"}, partitions_def=daily,
-          backfill_policy=dg.BackfillPolicy.single_run(),
-          check_specs=checks.specs("interaction_edges", INTERACTION_CHECKS))
+with warnings.catch_warnings():
+    # backfill_policy is beta in Dagster 1.13 (a BetaWarning on every code load); a range of days
+    # in one run is what makes a backfill one process instead of one per day.
+    warnings.simplefilter("ignore", category=dg.BetaWarning)
+    # A single-run backfill checks all its days at once, in one result per check.
+    _daily_asset_backfilled_in_one_run = dg.asset(
+        group_name=GROUP, kinds={"polars"}, partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=checks.specs("interaction_edges", INTERACTION_CHECKS))
+
+
+@_daily_asset_backfilled_in_one_run
 def interaction_edges(context: dg.AssetExecutionContext, world: WorldResource, users: pl.DataFrame,
                       items: pl.DataFrame):
     """The day's interaction log: one row per (user_id, item_id, day) event, repeats included.
