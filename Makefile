@@ -29,11 +29,10 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
-## The default world end to end on a fresh instance: users and items, a week of daily
-## interactions as one backfill run, the model of the week's last day; then print its AUCs.
+## The default world end to end on a fresh instance: users, items and a week of daily
+## interactions in one run, the model of the week's last day; then print its AUCs.
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(DAGSTER) --select users,items
-	$(DAGSTER) --select interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY)
+	$(DAGSTER) --select users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY)
 	$(DAGSTER) --select 'hetero_graph*' --partition $(RUN_DAY)
 	$(PY) -m adrel_pipeline.report --partition $(RUN_DAY)
 

@@ -4,6 +4,9 @@ Everything written as ``.pt`` loads with ``torch.load(weights_only=True)``: tens
 strings, lists, tuples and dicts only. A ``HeteroData`` is stored as its ``to_dict()``, tagged
 so it comes back as a ``HeteroData``. Writes go to a temporary file that replaces the target
 in one ``os.replace``, so a crash never leaves a half-written file behind.
+
+torch is imported only when a ``.pt`` file is read or written: the Dagster IO manager imports
+this module, and the steps that move only tables should not pay for torch.
 """
 
 from __future__ import annotations
@@ -15,25 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import torch
-from torch_geometric.data import HeteroData
 
 _HETERO_TAG = "__heterodata__"
 
 
-def encode(obj: Any) -> Any:
-    if isinstance(obj, HeteroData):
+def _encode(obj: Any, hetero_data: type) -> Any:
+    if isinstance(obj, hetero_data):
         return {_HETERO_TAG: obj.to_dict()}
     if isinstance(obj, dict):
-        return {k: encode(v) for k, v in obj.items()}
+        return {k: _encode(v, hetero_data) for k, v in obj.items()}
     return obj
 
 
-def decode(obj: Any) -> Any:
+def _decode(obj: Any, hetero_data: type) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {_HETERO_TAG}:
-            return HeteroData.from_dict(obj[_HETERO_TAG])
-        return {k: decode(v) for k, v in obj.items()}
+            return hetero_data.from_dict(obj[_HETERO_TAG])
+        return {k: _decode(v, hetero_data) for k, v in obj.items()}
     return obj
 
 
@@ -53,14 +54,20 @@ def save(obj: Any, path: Path) -> None:
     """Write ``obj`` to ``path``: ``.parquet`` for a polars DataFrame, ``.pt`` otherwise."""
     if path.suffix == ".parquet":
         atomic_write(path, lambda p: obj.write_parquet(p))
-    else:
-        atomic_write(path, lambda p: torch.save(encode(obj), p))
+        return
+    import torch
+    from torch_geometric.data import HeteroData
+
+    atomic_write(path, lambda p: torch.save(_encode(obj, HeteroData), p))
 
 
 def load(path: Path) -> Any:
     if path.suffix == ".parquet":
         return pl.read_parquet(path)
-    return decode(torch.load(path, weights_only=True))
+    import torch
+    from torch_geometric.data import HeteroData
+
+    return _decode(torch.load(path, weights_only=True), HeteroData)
 
 
 def suffix_for(obj: Any) -> str:

@@ -17,48 +17,14 @@ drawn fresh every epoch by :func:`sample_negatives`.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
 
 import torch
 from torch_geometric.data import HeteroData
 
 from adrel_pipeline.graph import AD, AD_USER, USER, USER_AD
+from adrel_pipeline.specs import SplitSpec
 
 SPLITS = ("train", "val", "test")
-
-
-class SplitConfigError(ValueError):
-    """A split parameter is outside its allowed range."""
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    disjoint_train_ratio: float = 0.6
-    neg_ratio: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 0.5:
-                raise SplitConfigError(f"{name}={value!r} is out of range: must be in (0, 0.5)")
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise SplitConfigError(
-                "val_fraction + test_fraction must be below 0.9 to leave edges for training"
-            )
-        if not 0.0 < self.disjoint_train_ratio < 1.0:
-            raise SplitConfigError(
-                f"disjoint_train_ratio={self.disjoint_train_ratio!r} is out of range: must be in (0, 1)"
-            )
-        if not 0.0 < self.neg_ratio <= 10.0:
-            raise SplitConfigError(f"neg_ratio={self.neg_ratio!r} is out of range: must be in (0, 10]")
-        if not 0 <= self.seed < 2**63:
-            raise SplitConfigError(f"seed={self.seed!r} is out of range: must be in [0, 2**63)")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _keys(edge_index: torch.Tensor, num_dst: int) -> torch.Tensor:

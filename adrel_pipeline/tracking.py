@@ -1,8 +1,8 @@
 """The MLflow side of a training: the store, the run's records, the registered model and its gate.
 
-Plain MLflow, no Dagster: the Dagster resource and assets call these functions. ``mlflow`` is
-imported inside the functions because importing it costs about 1.5 s, which only the steps
-that record a training should pay (not every load of the code location).
+Plain MLflow, no Dagster: the Dagster resource and assets call these functions. ``mlflow`` and
+torch are imported inside the functions because importing them costs about 1.5 s and 3 s,
+which only the steps that record a training should pay (not every load of the code location).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch_geometric.data import HeteroData
-
-from adrel_pipeline import serialization
 from adrel_pipeline.paths import local_artifact_root
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 DEFAULT_EXPERIMENT = "adrel"
 DEFAULT_MODEL_NAME = "adrel-gat"
@@ -170,6 +169,7 @@ def pip_requirements() -> list[str]:
     import numpy
     import pandas
     import polars
+    import torch
     import torch_geometric
 
     return [f"torch=={torch.__version__.split('+')[0]}", f"torch_geometric=={torch_geometric.__version__}",
@@ -196,8 +196,9 @@ def model_signature():
 def log_model(checkpoint: dict, graph: HeteroData, input_example) -> LoggedModel:
     """Log the pyfunc (weights + scoring graph) to the active run, with signature and example."""
     import mlflow
+    import torch
 
-    from adrel_pipeline import pyfunc_model
+    from adrel_pipeline import pyfunc_model, serialization
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = {pyfunc_model.CHECKPOINT: Path(tmp) / "checkpoint.pt", pyfunc_model.GRAPH: Path(tmp) / "graph.pt"}

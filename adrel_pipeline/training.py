@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -14,45 +14,8 @@ from torch_geometric.data import HeteroData
 from adrel_pipeline.graph import AD, USER, USER_AD
 from adrel_pipeline.metrics import auc
 from adrel_pipeline.model import AdRelevanceModel, GATConfig, model_checkpoint
+from adrel_pipeline.specs import TrainSpec
 from adrel_pipeline.split import sample_negatives, with_message_passing
-
-
-class TrainConfigError(ValueError):
-    """A training hyperparameter is outside its allowed range."""
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    hidden_channels: int = 32
-    out_channels: int = 16
-    heads: int = 2
-    dropout: float = 0.0
-    epochs: int = 50
-    lr: float = 0.01
-    weight_decay: float = 0.0
-    patience: int = 5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("hidden_channels", "out_channels", "heads", "epochs", "patience"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise TrainConfigError(f"{name}={value!r} is out of range: must be an integer >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise TrainConfigError(f"dropout={self.dropout!r} is out of range: must be in [0, 1)")
-        if not 0.0 < self.lr <= 1.0:
-            raise TrainConfigError(f"lr={self.lr!r} is out of range: must be in (0, 1]")
-        if not 0.0 <= self.weight_decay <= 1.0:
-            raise TrainConfigError(f"weight_decay={self.weight_decay!r} is out of range: must be in [0, 1]")
-        if not 0 <= self.seed < 2**63:
-            raise TrainConfigError(f"seed={self.seed!r} is out of range: must be in [0, 2**63)")
-
-    def model_config(self, graph: HeteroData) -> GATConfig:
-        return GATConfig.for_graph(graph, hidden_channels=self.hidden_channels,
-                                   out_channels=self.out_channels, heads=self.heads, dropout=self.dropout)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -120,7 +83,9 @@ def train_gat(
     # Weight init and dropout draw from the global RNG: seed it without leaking state to the caller.
     with torch.random.fork_rng(), deterministic():
         torch.manual_seed(spec.seed)
-        model = AdRelevanceModel(spec.model_config(train))
+        model = AdRelevanceModel(GATConfig.for_graph(
+            train, hidden_channels=spec.hidden_channels, out_channels=spec.out_channels, heads=spec.heads,
+            dropout=spec.dropout))
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
 
         # Every train edge, message passing and supervision alike. Each epoch re-draws which of

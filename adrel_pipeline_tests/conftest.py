@@ -3,7 +3,8 @@ import datetime as dt
 import pytest
 
 from adrel_pipeline.graph import build_hetero_graph
-from adrel_pipeline.split import SplitSpec, split_links
+from adrel_pipeline.specs import SplitSpec
+from adrel_pipeline.split import split_links
 from adrel_pipeline.world import (
     WorldSpec,
     generate_interactions,

@@ -15,7 +15,6 @@ from mlflow import MlflowClient
 from adrel_pipeline import split as split_module
 from adrel_pipeline import tracking, training
 from adrel_pipeline.definitions import defs
-from adrel_pipeline.defs.assets import graph as graph_assets
 from adrel_pipeline.defs.assets import model as model_assets
 from adrel_pipeline.defs.automation import describe_failure, report_failed_runs
 from adrel_pipeline.defs.executors import executor_from_env
@@ -83,9 +82,10 @@ def test_transient_training_failure_is_retried_with_backoff(trained, monkeypatch
         calls.append(1)
         if len(calls) == 1:
             raise ConnectionError("worker lost")
-        return training.train_gat(*args, **kwargs)
+        return train_gat(*args, **kwargs)
 
-    monkeypatch.setattr(model_assets, "train_gat", flaky)
+    train_gat = training.train_gat
+    monkeypatch.setattr(training, "train_gat", flaky)  # the asset imports it when it runs
     result = materialize(instance, uri, selection=["trained_gat"])
     assert result.success and len(calls) == 2
     [retry] = events(result, "STEP_UP_FOR_RETRY")
@@ -112,9 +112,12 @@ def test_failure_sensor_names_the_asset_the_partition_and_the_error(trained):
     assert logged == [message]
 
 
+_split_links = split_module.split_links
+
+
 def leaky_split(graph, spec):
     """The seed notebook's defect, injected: test positives left in the training graph."""
-    split = split_module.split_links(graph, spec)
+    split = _split_links(graph, spec)
     test = split["test"][USER_AD]
     leaked = test.edge_label_index[:, test.edge_label == 1][:, :5]
     train = split_module.with_message_passing(
@@ -134,7 +137,7 @@ def test_leaky_split_is_stopped_by_a_blocking_check_before_training(trained, mon
     split_before = (storage / "link_split" / f"{DAY}.pt").read_bytes()
     trainings = len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records)
 
-    monkeypatch.setattr(graph_assets, "split_links", leaky_split)
+    monkeypatch.setattr(split_module, "split_links", leaky_split)  # the asset imports it when it runs
     result = materialize(instance, uri, selection=["link_split", "trained_gat", "test_auc"], raise_on_error=False)
     assert not result.success
     assert "no_supervision_leakage: supervision leaks into message passing: 5 test positives in the train " \

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from adrel_pipeline.graph import AD, AD_USER, NON_AD, NON_AD_USER, USER, USER_AD, USER_NON_AD, build_hetero_graph
-from adrel_pipeline.split import SplitConfigError, SplitSpec, sample_negatives, split_links
+from adrel_pipeline.specs import SplitConfigError, SplitSpec
+from adrel_pipeline.split import sample_negatives, split_links
 from adrel_pipeline.world import INTERESTS
 
 

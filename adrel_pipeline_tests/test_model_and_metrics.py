@@ -11,7 +11,8 @@ from adrel_pipeline.graph import AD, USER, USER_AD
 from adrel_pipeline.metrics import auc, oracle_auc, oracle_scores
 from adrel_pipeline.model import load_model
 from adrel_pipeline.ranking import AdRanker
-from adrel_pipeline.training import TrainConfigError, TrainSpec, predict, train_gat
+from adrel_pipeline.specs import TrainConfigError, TrainSpec
+from adrel_pipeline.training import predict, train_gat
 
 FAST = TrainSpec(epochs=15, patience=15)
 
@@ -114,7 +115,8 @@ def test_domain_modules_do_not_import_dagster():
     code = ("import sys\nimport adrel_pipeline.world, adrel_pipeline.graph, adrel_pipeline.split, "
             "adrel_pipeline.model, adrel_pipeline.training, adrel_pipeline.metrics, adrel_pipeline.ranking, "
             "adrel_pipeline.serialization, adrel_pipeline.plots, adrel_pipeline.paths, adrel_pipeline.tracking, "
-            "adrel_pipeline.pyfunc_model, adrel_pipeline.version, adrel_pipeline.serving\nassert 'dagster' not in sys.modules, 'domain code imports dagster'")
+            "adrel_pipeline.pyfunc_model, adrel_pipeline.version, adrel_pipeline.serving, adrel_pipeline.specs, "
+            "adrel_pipeline.validation, adrel_pipeline.graph_validation\nassert 'dagster' not in sys.modules, 'domain code imports dagster'")
     # adrel_pipeline/__init__ imports the Dagster definitions, so load the modules without it.
     stub = "import types, sys, pathlib, adrel_pipeline_tests\n" \
            "pkg = types.ModuleType('adrel_pipeline'); pkg.__path__ = [str(pathlib.Path('adrel_pipeline').resolve())]\n" \

@@ -18,7 +18,7 @@ from adrel_pipeline.defs.assets.model import TrainGATConfig
 from adrel_pipeline.graph import AD, USER, USER_AD
 from adrel_pipeline.metrics import auc
 from adrel_pipeline.serving import load_champion, rank_ads
-from adrel_pipeline.split import SplitSpec
+from adrel_pipeline.specs import SplitSpec
 from adrel_pipeline.world import WorldSpec
 from adrel_pipeline_tests.conftest import SMALL_WORLD, WEEK, materialize, materialize_week, metadata, sqlite_uri
 

@@ -12,8 +12,10 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from adrel_pipeline import graph_validation as gv
 from adrel_pipeline import validation as v
 from adrel_pipeline.graph import AD, AD_USER, NON_AD, NON_AD_USER, USER, USER_AD, USER_NON_AD
+from adrel_pipeline.specs import ModelCheckSpec
 from adrel_pipeline.world import AGE_GROUPS, INTERESTS
 from adrel_pipeline_tests.conftest import WEEK
 
@@ -222,7 +224,7 @@ def test_daily_counts_rejects_null_days_and_a_missing_day_column():
 
 
 def test_graph_features_pass_on_the_graph(graph):
-    outcome = v.graph_features(graph)
+    outcome = gv.graph_features(graph)
     assert_passes(outcome)
     assert_scalar_metadata(outcome)
     assert outcome.metadata["rows/user"] == graph[USER].num_nodes
@@ -232,7 +234,7 @@ def test_graph_features_reject_an_extra_row(graph):
     bad = copy.copy(graph)
     bad[AD].x = torch.cat([graph[AD].x, graph[AD].x[:1]])
     n = graph[AD].num_nodes
-    assert_fails(v.graph_features(bad), f"ad: {n + 1} feature rows for {n + 1} nodes and {n} node ids")
+    assert_fails(gv.graph_features(bad), f"ad: {n + 1} feature rows for {n + 1} nodes and {n} node ids")
     assert graph[AD].x.shape[0] == n  # the fixture is untouched
 
 
@@ -241,7 +243,7 @@ def test_graph_features_reject_nan_and_inf(graph):
     x = graph[USER].x.clone()
     x[7, 0], x[9, 2] = math.nan, math.inf
     bad[USER].x = x
-    outcome = v.graph_features(bad)
+    outcome = gv.graph_features(bad)
     assert_fails(outcome, "user: 2 feature rows with NaN/inf, e.g. [7, 9]")
     assert outcome.metadata["non_finite_rows/user"] == 2
     assert torch.isfinite(graph[USER].x).all()
@@ -250,12 +252,12 @@ def test_graph_features_reject_nan_and_inf(graph):
 def test_graph_features_reject_a_one_dimensional_x(graph):
     bad = copy.copy(graph)
     bad[NON_AD].x = graph[NON_AD].x[:, 0].clone()
-    assert_fails(v.graph_features(bad), "non_ad: no 2-D feature matrix x")
+    assert_fails(gv.graph_features(bad), "non_ad: no 2-D feature matrix x")
 
 
 def test_graph_edge_indices_pass_on_the_graph_and_every_split(graph, split):
     for data in (graph, *split.values()):
-        outcome = v.graph_edge_indices(data)
+        outcome = gv.graph_edge_indices(data)
         assert_passes(outcome)
         assert_scalar_metadata(outcome)
     assert outcome.metadata["edges/user__to__ad"] == split["test"][USER_AD].edge_index.shape[1]
@@ -271,22 +273,22 @@ def test_graph_edge_indices_reject_an_index_equal_to_num_nodes(graph):
     ei = graph[USER_AD].edge_index.clone()
     n_ads = graph[AD].num_nodes
     ei[1, 3] = n_ads
-    outcome = v.graph_edge_indices(_with_edge_index(graph, USER_AD, ei))
+    outcome = gv.graph_edge_indices(_with_edge_index(graph, USER_AD, ei))
     assert_fails(outcome, f"user__to__ad: 1 target indices outside [0, {n_ads}), e.g. [{n_ads}]")
 
 
 def test_graph_edge_indices_reject_a_negative_index(graph):
     ei = graph[NON_AD_USER].edge_index.clone()
     ei[1, 0] = -1
-    outcome = v.graph_edge_indices(_with_edge_index(graph, NON_AD_USER, ei))
+    outcome = gv.graph_edge_indices(_with_edge_index(graph, NON_AD_USER, ei))
     assert_fails(outcome, "non_ad__rev_to__user: 1 target indices outside", "e.g. [-1]")
 
 
 def test_graph_edge_indices_reject_a_float_or_misshapen_index(graph):
     ei = graph[USER_NON_AD].edge_index
-    assert_fails(v.graph_edge_indices(_with_edge_index(graph, USER_NON_AD, ei.float())),
+    assert_fails(gv.graph_edge_indices(_with_edge_index(graph, USER_NON_AD, ei.float())),
                  "user__to__non_ad: edge_index must be an integer [2, E] tensor", "torch.float32")
-    assert_fails(v.graph_edge_indices(_with_edge_index(graph, USER_NON_AD, ei.t().contiguous())),
+    assert_fails(gv.graph_edge_indices(_with_edge_index(graph, USER_NON_AD, ei.t().contiguous())),
                  "user__to__non_ad: edge_index must be an integer [2, E] tensor")
 
 
@@ -294,14 +296,14 @@ def test_graph_edge_indices_reject_reverse_edges_that_do_not_mirror(graph):
     rev = graph[AD_USER].edge_index
     first = graph[USER_AD].edge_index[:, 0].tolist()
     # Drop one reverse edge: its forward edge has no mirror.
-    outcome = v.graph_edge_indices(_with_edge_index(graph, AD_USER, rev[:, 1:].clone()))
+    outcome = gv.graph_edge_indices(_with_edge_index(graph, AD_USER, rev[:, 1:].clone()))
     assert_fails(outcome, "ad__rev_to__user does not mirror user__to__ad", "1 forward edges without a reverse",
                  str(tuple(first)))
     assert outcome.metadata["unmirrored/user__to__ad"] == 1
     # A same-sized reverse over different pairs fails as well.
     shifted = graph[NON_AD_USER].edge_index.clone()
     shifted[0] = (shifted[0] + 1) % graph[NON_AD].num_nodes
-    assert_fails(v.graph_edge_indices(_with_edge_index(graph, NON_AD_USER, shifted)),
+    assert_fails(gv.graph_edge_indices(_with_edge_index(graph, NON_AD_USER, shifted)),
                  "non_ad__rev_to__user does not mirror user__to__non_ad")
 
 
@@ -310,9 +312,9 @@ def test_graph_edge_indices_reject_a_missing_reverse_type():
     small[USER].x = torch.zeros(3, 2)
     small[AD].x = torch.zeros(2, 2)
     small[USER_AD].edge_index = torch.tensor([[0, 2], [1, 0]])
-    assert_fails(v.graph_edge_indices(small), "user__to__ad has no mirror edge type ad__rev_to__user")
+    assert_fails(gv.graph_edge_indices(small), "user__to__ad has no mirror edge type ad__rev_to__user")
     small[AD_USER].edge_index = torch.tensor([[1, 0], [0, 2]])
-    assert_passes(v.graph_edge_indices(small))
+    assert_passes(gv.graph_edge_indices(small))
 
 
 # --- split ----------------------------------------------------------------------------------------
@@ -334,7 +336,7 @@ def _with_extra_message_passing(split, name, edges, forward=True, reverse=True):
 
 
 def test_split_without_leakage_passes_on_the_split(split):
-    outcome = v.split_without_leakage(split)
+    outcome = gv.split_without_leakage(split)
     assert_passes(outcome)
     assert_scalar_metadata(outcome)
     assert all(outcome.metadata[k] == 0 for k in outcome.metadata if k.startswith("leaked/"))
@@ -346,33 +348,33 @@ def test_split_without_leakage_passes_on_the_split(split):
 def test_split_without_leakage_catches_a_test_positive_in_train_message_passing(split, forward, reverse, counts):
     edge = _positives(split["test"])[:, :1]
     user, ad = edge[:, 0].tolist()
-    outcome = v.split_without_leakage(_with_extra_message_passing(split, "train", edge, forward, reverse))
+    outcome = gv.split_without_leakage(_with_extra_message_passing(split, "train", edge, forward, reverse))
     assert_fails(outcome, f"1 test positives in the train message-passing graph ({counts}), e.g. [({user}, {ad})]")
     assert outcome.metadata["leaked/test_in_train_graph"] == 1
     assert sum(x for k, x in outcome.metadata.items() if k.startswith("leaked/")) == 1
     # The fixture is untouched.
-    assert_passes(v.split_without_leakage(split))
+    assert_passes(gv.split_without_leakage(split))
 
 
 def test_split_without_leakage_catches_a_val_positive_in_its_own_graph(split):
     edges = _positives(split["val"])[:, :2]
-    outcome = v.split_without_leakage(_with_extra_message_passing(split, "val", edges))
+    outcome = gv.split_without_leakage(_with_extra_message_passing(split, "val", edges))
     assert_fails(outcome, "2 val positives in the val message-passing graph (2 forward, 2 reverse)")
     assert outcome.metadata["leaked/val_in_val_graph"] == 2
 
 
 def test_split_without_leakage_catches_test_positives_in_val_and_train_supervision_in_train(split):
-    outcome = v.split_without_leakage(_with_extra_message_passing(split, "val", _positives(split["test"])[:, :1]))
+    outcome = gv.split_without_leakage(_with_extra_message_passing(split, "val", _positives(split["test"])[:, :1]))
     assert_fails(outcome, "1 test positives in the val message-passing graph")
     assert outcome.metadata["leaked/test_in_val_graph"] == 1
-    outcome = v.split_without_leakage(_with_extra_message_passing(split, "train", _positives(split["train"])[:, :3],
+    outcome = gv.split_without_leakage(_with_extra_message_passing(split, "train", _positives(split["train"])[:, :3],
                                                                   reverse=False))
     assert_fails(outcome, "3 train positives in the train message-passing graph (3 forward, 0 reverse)")
     assert outcome.metadata["leaked/train_supervision_in_train_graph"] == 3
 
 
 def test_class_balance_passes_on_the_split(split):
-    outcome = v.class_balance(split, neg_ratio=1.0)
+    outcome = gv.class_balance(split, neg_ratio=1.0)
     assert_passes(outcome)
     assert_scalar_metadata(outcome)
     for name in ("val", "test"):
@@ -397,7 +399,7 @@ def test_class_balance_catches_a_dropped_negative(split, name):
     keep = torch.ones(labels.numel(), dtype=torch.bool)
     keep[int((labels == 0).nonzero()[0])] = False
     pos = int(labels.sum())
-    outcome = v.class_balance(_with_labels(split, name, keep=keep), neg_ratio=1.0)
+    outcome = gv.class_balance(_with_labels(split, name, keep=keep), neg_ratio=1.0)
     assert_fails(outcome, f"{name}: {pos - 1} negatives for {pos} positives, expected round(1.0 x {pos}) = {pos}")
     assert outcome.metadata[f"{name}/negatives"] == pos - 1
     other = "test" if name == "val" else "val"
@@ -406,17 +408,17 @@ def test_class_balance_catches_a_dropped_negative(split, name):
 
 
 def test_class_balance_catches_a_ratio_other_than_configured(split):
-    assert_fails(v.class_balance(split, neg_ratio=2.0), "val: ", "expected round(2.0 x")
+    assert_fails(gv.class_balance(split, neg_ratio=2.0), "val: ", "expected round(2.0 x")
 
 
 def test_class_balance_catches_labels_other_than_zero_and_one_and_train_negatives(split):
     label = split["val"][USER_AD].edge_label.clone()
     label[0] = 2.0
-    assert_fails(v.class_balance(_with_labels(split, "val", label=label), neg_ratio=1.0),
+    assert_fails(gv.class_balance(_with_labels(split, "val", label=label), neg_ratio=1.0),
                  "val: 1 labels other than 0/1, e.g. [2.0]")
     train_label = split["train"][USER_AD].edge_label.clone()
     train_label[:4] = 0.0
-    assert_fails(v.class_balance(_with_labels(split, "train", label=train_label), neg_ratio=1.0),
+    assert_fails(gv.class_balance(_with_labels(split, "train", label=train_label), neg_ratio=1.0),
                  "train: 4 stored negatives, expected none")
     assert split["train"][USER_AD].edge_label.min() == 1.0
 
@@ -477,10 +479,10 @@ def test_auc_vs_champion_passes_without_a_champion():
 
 
 def test_model_check_spec_defaults_and_bounds():
-    spec = v.ModelCheckSpec()
+    spec = ModelCheckSpec()
     assert (spec.min_test_auc, spec.oracle_tolerance, spec.champion_margin) == (0.55, 0.02, 0.01)
-    v.ModelCheckSpec(min_test_auc=0.5, oracle_tolerance=0.0, champion_margin=0.0)
-    v.ModelCheckSpec(min_test_auc=1, oracle_tolerance=0.5, champion_margin=0.5)
+    ModelCheckSpec(min_test_auc=0.5, oracle_tolerance=0.0, champion_margin=0.0)
+    ModelCheckSpec(min_test_auc=1, oracle_tolerance=0.5, champion_margin=0.5)
 
 
 @pytest.mark.parametrize("field, value, allowed", [
@@ -491,4 +493,4 @@ def test_model_check_spec_defaults_and_bounds():
 ])
 def test_model_check_spec_rejects_out_of_range_values(field, value, allowed):
     with pytest.raises(ValueError, match=rf"^{field}=.* out of range: .*{re.escape(allowed)}"):
-        v.ModelCheckSpec(**{field: value})
+        ModelCheckSpec(**{field: value})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -48,3 +49,13 @@ def window_mapping(days: int) -> dg.TimeWindowPartitionMapping:
         # partitions could not be trained at all.
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         return dg.TimeWindowPartitionMapping(start_offset=-(days - 1), allow_nonexistent_upstream_partitions=True)
+
+
+def asset_backfilled_in_one_run(**kwargs) -> Callable[[Callable], dg.AssetsDefinition]:
+    """``dg.asset(..., backfill_policy=BackfillPolicy.single_run())``: a range of days runs as one
+    run (one process), as does the CLI's ``--partition-range``, which requires this policy of every
+    selected asset, partitioned or not."""
+    with warnings.catch_warnings():
+        # Beta in Dagster 1.13 (BetaWarning on every code load).
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), **kwargs)

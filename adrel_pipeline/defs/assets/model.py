@@ -1,11 +1,13 @@
 """Assets that train the GAT, evaluate it against the generator's Bayes-optimal ceiling, and record
-both in MLflow: one MLflow run per training, its evaluation, and a registered model version."""
+both in MLflow: one MLflow run per training, its evaluation, and a registered model version.
+
+Modules that import torch (and pandas) are imported inside the asset bodies: loading the code
+location (each CLI command, the webserver, the daemon) then costs ~1 s instead of ~5 s.
+"""
 
 
 import dagster as dg
-import pandas as pd
 import polars as pl
-import torch
 from pydantic import Field
 
 from adrel_pipeline import tracking, validation
@@ -13,34 +15,12 @@ from adrel_pipeline.defs import checks
 from adrel_pipeline.defs.checks import Check
 from adrel_pipeline.defs.partitions import daily
 from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
-from adrel_pipeline.graph import AD, USER, USER_AD
-from adrel_pipeline.metrics import (
-    auc,
-    model_score_matrix,
-    oracle_score_matrix,
-    oracle_scores,
-    ranking_metrics,
-    roc_curve,
-)
-from adrel_pipeline.metrics import (
-    oracle_auc as compute_oracle_auc,
-)
-from adrel_pipeline.model import load_model
-from adrel_pipeline.plots import learning_curves_png, markdown_image, roc_png
-from adrel_pipeline.split import split_summary, without_labels
-from adrel_pipeline.training import (
-    TrainResult,
-    TrainSpec,
-    deterministic,
-    predict,
-    train_eval_pairs,
-    train_gat,
-)
+from adrel_pipeline.specs import ModelCheckSpec, TrainSpec
 from adrel_pipeline.version import CODE_VERSION
 
 GROUP = "model"
 _TRAIN = TrainSpec()
-_CHECKS = validation.ModelCheckSpec()
+_CHECKS = ModelCheckSpec()
 RANKING_KEYS = ("mrr", "hits_at_10", "hits_at_100")
 # Transient failures (a busy tracking server, a killed worker) are retried after 2 s, then 4 s.
 # Bad config and failed checks raise dg.Failure(allow_retries=False): retrying cannot fix them.
@@ -64,7 +44,11 @@ class TrainGATConfig(dg.Config):
             raise dg.Failure(str(err), allow_retries=False) from err
 
 
-def _input_example(test, n: int = 5) -> pd.DataFrame:
+def _input_example(test, n: int = 5):
+    import pandas as pd
+
+    from adrel_pipeline.graph import AD, USER, USER_AD
+
     pairs = test[USER_AD].edge_label_index[:, :n]
     return pd.DataFrame({"user_id": test[USER].node_id[pairs[0]].numpy(),
                          "ad_id": test[AD].node_id[pairs[1]].numpy()})
@@ -79,6 +63,10 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
     Opens this training's MLflow run: parameters, per-epoch metrics, learning curves, the
     resolved config, the split's statistics and the model (weights + scoring graph).
     """
+    from adrel_pipeline.plots import learning_curves_png, markdown_image
+    from adrel_pipeline.split import split_summary, without_labels
+    from adrel_pipeline.training import train_gat
+
     spec = config.spec(world.seed)
     dagster_run = context.run.run_id
     description = (f"Trained by Dagster run [{dagster_run[:8]}]({mlflow.dagster_run_url(dagster_run)}), "
@@ -123,18 +111,27 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
 def oracle_metrics(world: WorldResource, users: pl.DataFrame, items: pl.DataFrame, link_split: dict) -> dg.Output[dict]:
     """The Bayes-optimal scorer (the generator's true probabilities) on the test split: the
     ceiling no honest model exceeds. AUC, full-catalogue ranking metrics, and its test scores."""
+    import torch
+
+    from adrel_pipeline.graph import USER_AD
+    from adrel_pipeline.metrics import auc, oracle_auc, oracle_score_matrix, oracle_scores, ranking_metrics
+
     spec = world.spec()
     test = link_split["test"]
     scores = torch.from_numpy(oracle_scores(spec, users, items, test))
     ranking = ranking_metrics(test, oracle_score_matrix(spec, users, items, test))
     value = {"auc": auc(test[USER_AD].edge_label, scores),
-             "val_auc": compute_oracle_auc(spec, users, items, link_split["val"]),
+             "val_auc": oracle_auc(spec, users, items, link_split["val"]),
              **{k: ranking[k] for k in RANKING_KEYS}}
     return dg.Output({**value, "test_scores": scores}, metadata={**value, "ranked_positives": ranking["ranked_positives"]})
 
 
 def _champion_scorer(test):
     """Scores a registered version on *this* test split: the gate compares like with like."""
+    from adrel_pipeline.graph import USER_AD
+    from adrel_pipeline.metrics import auc
+    from adrel_pipeline.training import predict
+
     labels = test[USER_AD].edge_label
 
     def score(model_uri: str) -> tuple[float | None, str]:
@@ -159,9 +156,9 @@ class ModelChecksConfig(dg.Config):
         default=_CHECKS.champion_margin,
         description="Warning: the test AUC may trail the champion's (same test split) by at most this, in [0, 0.5].")
 
-    def spec(self) -> validation.ModelCheckSpec:
+    def spec(self) -> ModelCheckSpec:
         try:
-            return validation.ModelCheckSpec(**self.model_dump())
+            return ModelCheckSpec(**self.model_dump())
         except ValueError as err:
             raise dg.Failure(str(err), allow_retries=False) from err
 
@@ -186,6 +183,14 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     it becomes a new version and the promotion gate runs: ``champion`` moves to it only if its
     test AUC is at least the current champion's on the same test split, else ``challenger``.
     """
+    import torch
+
+    from adrel_pipeline.graph import USER_AD
+    from adrel_pipeline.metrics import auc, model_score_matrix, ranking_metrics, roc_curve
+    from adrel_pipeline.model import load_model
+    from adrel_pipeline.plots import markdown_image, roc_png
+    from adrel_pipeline.training import TrainResult, deterministic, predict, train_eval_pairs
+
     bounds = config.spec()
     model = load_model(TrainResult.from_payload(trained_gat).checkpoint)
     test, val = link_split["test"], link_split["val"]

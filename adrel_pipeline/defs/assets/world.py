@@ -1,7 +1,6 @@
 """Assets of the synthetic world: users, items, and the interaction log, one partition per day."""
 
 import datetime as dt
-import warnings
 
 import dagster as dg
 import polars as pl
@@ -9,7 +8,7 @@ import polars as pl
 from adrel_pipeline import validation
 from adrel_pipeline.defs import checks
 from adrel_pipeline.defs.checks import Check
-from adrel_pipeline.defs.partitions import daily
+from adrel_pipeline.defs.partitions import asset_backfilled_in_one_run, daily
 from adrel_pipeline.defs.resources import WorldResource
 from adrel_pipeline.world import (
     AGE_GROUPS,
@@ -44,7 +43,9 @@ USER_CHECKS = [
 ]
 
 
-@dg.asset(group_name=GROUP, kinds={"polars"}, check_specs=checks.specs("users", USER_CHECKS))
+# Not partitioned, but single-run too: one command (and one process) can materialize them with a
+# range of days of interactions (`make run`).
+@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, check_specs=checks.specs("users", USER_CHECKS))
 def users(world: WorldResource):
     """One row per user: age group, main interest, and the latent ``true_activity`` (never a feature)."""
     df = generate_users(world.spec())
@@ -66,7 +67,7 @@ ITEM_CHECKS = [
 ]
 
 
-@dg.asset(group_name=GROUP, kinds={"polars"}, check_specs=checks.specs("items", ITEM_CHECKS))
+@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, check_specs=checks.specs("items", ITEM_CHECKS))
 def items(world: WorldResource):
     """One row per item (organic pin or ad) with its category."""
     df = generate_items(world.spec())
@@ -88,18 +89,9 @@ INTERACTION_CHECKS = [
 ]
 
 
-with warnings.catch_warnings():
-    # backfill_policy is beta in Dagster 1.13 (a BetaWarning on every code load); a range of days
-    # in one run is what makes a backfill one process instead of one per day.
-    warnings.simplefilter("ignore", category=dg.BetaWarning)
-    # A single-run backfill checks all its days at once, in one result per check.
-    _daily_asset_backfilled_in_one_run = dg.asset(
-        group_name=GROUP, kinds={"polars"}, partitions_def=daily,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        check_specs=checks.specs("interaction_edges", INTERACTION_CHECKS))
-
-
-@_daily_asset_backfilled_in_one_run
+# A single-run backfill checks all its days at once, in one result per check.
+@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, partitions_def=daily,
+                             check_specs=checks.specs("interaction_edges", INTERACTION_CHECKS))
 def interaction_edges(context: dg.AssetExecutionContext, world: WorldResource, users: pl.DataFrame,
                       items: pl.DataFrame):
     """The day's interaction log: one row per (user_id, item_id, day) event, repeats included.
