@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -41,13 +42,20 @@ def window_days(environ: dict[str, str] | None = None) -> int:
     return days
 
 
+@contextmanager
+def _beta_api() -> Iterator[None]:
+    """For the two Dagster 1.13 beta features the pipeline relies on, named below: without this,
+    each emits a BetaWarning on every load of the code location."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        yield
+
+
 def window_mapping(days: int) -> dg.TimeWindowPartitionMapping:
     """Partition ``D`` of a downstream asset reads days ``D-(days-1) .. D`` of ``interaction_edges``;
     days before the first partition are skipped instead of failing."""
-    with warnings.catch_warnings():
-        # Beta in Dagster 1.13 (BetaWarning on every code load); without it the first days of the
-        # partitions could not be trained at all.
-        warnings.simplefilter("ignore", category=dg.BetaWarning)
+    # allow_nonexistent_upstream_partitions (beta): without it the first days could not be trained.
+    with _beta_api():
         return dg.TimeWindowPartitionMapping(start_offset=-(days - 1), allow_nonexistent_upstream_partitions=True)
 
 
@@ -55,7 +63,5 @@ def asset_backfilled_in_one_run(**kwargs) -> Callable[[Callable], dg.AssetsDefin
     """``dg.asset(..., backfill_policy=BackfillPolicy.single_run())``: a range of days runs as one
     run (one process), as does the CLI's ``--partition-range``, which requires this policy of every
     selected asset, partitioned or not."""
-    with warnings.catch_warnings():
-        # Beta in Dagster 1.13 (BetaWarning on every code load).
-        warnings.simplefilter("ignore", category=dg.BetaWarning)
+    with _beta_api():  # backfill_policy (beta)
         return dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), **kwargs)
