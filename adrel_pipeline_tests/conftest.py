@@ -1,4 +1,6 @@
 import datetime as dt
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,18 @@ RUN_CONFIG = {"ops": {"trained_gat": {"config": {"epochs": 12}}}}
 
 def sqlite_uri(folder) -> str:
     return f"sqlite:///{folder}/mlflow.db"
+
+
+# The venv's CLI, whichever interpreter runs the tests.
+DAGSTER_CLI = str(Path(sys.executable).parent / "dagster")
+
+
+def dagster_home(path: Path) -> Path:
+    """A DAGSTER_HOME at ``path`` with the instance settings `make run`/`make ui` use
+    (config/dagster.yaml: sqlite storage under $DAGSTER_HOME, telemetry off)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text((Path(__file__).parents[1] / "config" / "dagster.yaml").read_text())
+    return path
 
 
 WORLD_ASSETS = ["users", "items", "interaction_edges"]

@@ -4,7 +4,6 @@ stopping bad data, and the executor chosen by configuration."""
 import datetime as dt
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -20,7 +19,9 @@ from adrel_pipeline.defs.automation import describe_failure, report_failed_runs
 from adrel_pipeline.defs.executors import executor_from_env
 from adrel_pipeline.graph import AD_USER, USER_AD
 from adrel_pipeline_tests.conftest import (
+    DAGSTER_CLI,
     WEEK,
+    dagster_home,
     materialize,
     materialize_week,
     metadata,
@@ -195,15 +196,13 @@ def test_unknown_or_missing_executor_fails_clearly():
 
 def test_multiprocess_executor_materializes_the_pipeline(tmp_path, monkeypatch):
     """The whole pipeline for the first day through the CLI, each step in its own process."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "config" / "dagster.yaml").read_text())
+    home = dagster_home(tmp_path / "home")
     (tmp_path / "run.yaml").write_text(
         "resources:\n  world:\n    config: {num_users: 500, num_items: 2000, num_interactions: 70000}\n"
         "ops:\n  trained_gat:\n    config: {epochs: 5}\n  test_auc:\n    config: {min_test_auc: 0.5}\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "ADREL_EXECUTOR": "multiprocess",
            "MLFLOW_TRACKING_URI": sqlite_uri(tmp_path)}
-    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "adrel_pipeline",
+    proc = subprocess.run([DAGSTER_CLI, "asset", "materialize", "-m", "adrel_pipeline",
                            "--select", "*", "--partition", "2026-01-01", "-c", str(tmp_path / "run.yaml")],
                           check=False, capture_output=True, text=True, env=env, timeout=500)
     assert proc.returncode == 0, proc.stderr[-3000:]

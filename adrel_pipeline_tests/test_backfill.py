@@ -13,9 +13,8 @@ import pytest
 
 from adrel_pipeline.defs.partitions import FIRST_DAY, daily, window_days, window_mapping
 from adrel_pipeline.world import WorldSpec
-from adrel_pipeline_tests.conftest import SMALL_WORLD, materialize, metadata, sqlite_uri
+from adrel_pipeline_tests.conftest import DAGSTER_CLI, SMALL_WORLD, dagster_home, materialize, metadata, sqlite_uri
 
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 RUN_YAML = "resources:\n  world:\n    config: {" + ", ".join(f"{k}: {v}" for k, v in SMALL_WORLD.items()) + "}\n"
 
 
@@ -52,8 +51,7 @@ def test_window_length_comes_from_the_environment():
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """A DAGSTER_HOME with users and items, and days 1-3 backfilled by the real CLI in one run."""
-    home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "config" / "dagster.yaml").read_text())
+    home = dagster_home(tmp_path_factory.mktemp("dagster_home"))
     (home / "run.yaml").write_text(RUN_YAML)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     patch = pytest.MonkeyPatch()
@@ -61,7 +59,7 @@ def home(tmp_path_factory):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert materialize(instance, sqlite_uri(home), selection=["users", "items"], partition_key=None,
                            run_config={}).success
-    proc = subprocess.run([DAGSTER, "asset", "materialize", "-m", "adrel_pipeline", "--select", "interaction_edges",
+    proc = subprocess.run([DAGSTER_CLI, "asset", "materialize", "-m", "adrel_pipeline", "--select", "interaction_edges",
                            "--partition-range", "2026-01-01...2026-01-03", "-c", str(home / "run.yaml")],
                           check=False, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

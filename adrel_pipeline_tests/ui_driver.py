@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from adrel_pipeline_tests.conftest import DAGSTER_CLI, dagster_home
+
 REPO = Path(__file__).resolve().parents[1]
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -52,9 +53,7 @@ class DagsterDev:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> DagsterDev:
-        self.home.mkdir(parents=True)
-        # The instance settings `make ui` uses (sqlite under $DAGSTER_HOME, telemetry off), in a throwaway home.
-        (self.home / "dagster.yaml").write_text((REPO / "config" / "dagster.yaml").read_text())
+        dagster_home(self.home)  # the instance settings `make ui` uses, in a throwaway home
         env = {**os.environ,
                "DAGSTER_HOME": str(self.home),
                # The project's state folder and MLflow store (runs, registered models) in tmp too:
@@ -65,7 +64,7 @@ class DagsterDev:
         with open(self.log_path, "wb") as log:  # a file, not a pipe: nobody drains a pipe while tests run
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _WITH_DEFAULT_SIGINT,
-                 DAGSTER, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
+                 DAGSTER_CLI, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
                 cwd=self.tmp, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Own process group: stop() reaches the webserver, daemon, code servers and run workers.
                 start_new_session=True,
