@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(STATE)/dagster_home
 # The code finds its default MLflow store (sqlite) here too: $(STATE)/mlflow.db, artifacts beside it.
 export ADREL_STATE_DIR := $(STATE)
 MLFLOW_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(STATE)/mlflow.db)
-DAGSTER := $(VENV)/bin/dagster asset materialize -m adrel_pipeline
+DAGSTER := $(VENV)/bin/dagster asset materialize -m adrel_pipeline.definitions
 # The default run: the first week of days, and the model of its last day (a full 7-day window).
 FIRST_DAY := 2026-01-01
 RUN_DAY := 2026-01-07
@@ -34,7 +34,7 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(DAGSTER) --select users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY)
 	$(DAGSTER) --select 'hetero_graph*' --partition $(RUN_DAY)
-	$(PY) -m adrel_pipeline.report --partition $(RUN_DAY)
+	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY)
 
 ## The test suite (small worlds, a few minutes on 2 cores).
 test: install

@@ -1,14 +1,17 @@
-"""adrel: an ad-relevance pipeline (synthetic world → hetero graph → link split → GAT → honest AUC)."""
+"""adrel: an ad-relevance ML platform on a synthetic ad platform whose ground truth is known.
 
-from adrel_pipeline.definitions import defs
+The library is plain Python on polars, torch and scikit-learn, by domain: :mod:`.world` (the
+simulation and its oracles), :mod:`.graph`, :mod:`.relevance`, :mod:`.evaluation`, :mod:`.mlops`,
+:mod:`.serving`. Importing it never imports Dagster: the one code location is
+``adrel_pipeline.definitions:defs``, the only importer of ``adrel_pipeline.defs``.
+"""
 
-__all__ = ["defs", "load_champion", "rank_ads"]
+__all__ = ["load_champion", "rank_ads"]
 
 
 def __getattr__(name: str):
-    # Serving imports torch and MLflow; `dagster ... -m adrel_pipeline` loads this package and
-    # should not pay for them.
-    if name in ("load_champion", "rank_ads"):
+    # Serving imports torch and MLflow: `import adrel_pipeline` alone should not pay for them.
+    if name in __all__:
         from adrel_pipeline import serving
 
         return getattr(serving, name)

@@ -7,15 +7,17 @@ import warnings
 
 import dagster as dg
 
-from adrel_pipeline.defs.assets import graph, model, world
-from adrel_pipeline.defs.automation import (
+from adrel_pipeline.defs.graph import assets as graph
+from adrel_pipeline.defs.relevance import assets as relevance
+from adrel_pipeline.defs.shared.automation import (
     daily_retrain_job,
     daily_retrain_schedule,
     report_failed_runs,
 )
-from adrel_pipeline.defs.executors import executor_from_env
-from adrel_pipeline.defs.io_manager import ArtifactIOManager
-from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
+from adrel_pipeline.defs.shared.executors import executor_from_env
+from adrel_pipeline.defs.shared.io_manager import ArtifactIOManager
+from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
+from adrel_pipeline.defs.world import assets as world
 
 # Both jobs mix interaction_edges (a range of days in one run) with the per-day model assets, so
 # Dagster warns, on every load, that a backfill of the job runs one day per run: the behaviour we
@@ -23,7 +25,7 @@ from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
 warnings.filterwarnings("ignore", category=UserWarning,
                         message=r"Asset job (adrel_job|daily_retrain) materializes assets with varying BackfillPolicies")
 
-all_assets = dg.load_assets_from_modules([world, graph, model])
+all_assets = dg.load_assets_from_modules([world, graph, relevance])
 
 # Everything for one day: users and items (not partitioned) and that day's partition of the rest.
 adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all())

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from adrel_pipeline.graph import build_hetero_graph
-from adrel_pipeline.specs import SplitSpec
-from adrel_pipeline.split import split_links
+from adrel_pipeline.graph.build import build_hetero_graph
+from adrel_pipeline.graph.spec import SplitSpec
+from adrel_pipeline.graph.split import split_links
 from adrel_pipeline.world import (
     WorldSpec,
     generate_interactions,
@@ -77,8 +77,8 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
     import dagster as dg
 
     from adrel_pipeline.definitions import all_assets
-    from adrel_pipeline.defs.io_manager import ArtifactIOManager
-    from adrel_pipeline.defs.resources import MlflowTracking, WorldResource
+    from adrel_pipeline.defs.shared.io_manager import ArtifactIOManager
+    from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
 
     kwargs.setdefault("selection", MODEL_ASSETS)
     if "dagster/asset_partition_range_start" not in kwargs.get("tags", {}):

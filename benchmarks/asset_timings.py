@@ -49,7 +49,7 @@ def run_once(world: dict, epochs: int | None, tracking_uri: str) -> tuple[dict, 
         else:
             cfg = config
         cmd = ["/usr/bin/time", "-v", str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-               "-m", "adrel_pipeline", *args, "-c", str(cfg)]
+               "-m", "adrel_pipeline.definitions", *args, "-c", str(cfg)]
         start = time.perf_counter()
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
                               env={**os.environ, "DAGSTER_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri})

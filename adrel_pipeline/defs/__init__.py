@@ -1,0 +1,1 @@
+"""The Dagster wiring of the library, by domain; imported only by ``adrel_pipeline.definitions``."""

@@ -1,0 +1,51 @@
+"""Rules behind the model checks: better than chance, not above the Bayes-optimal ceiling, and
+no clearly worse than the serving champion."""
+
+from __future__ import annotations
+
+import math
+
+from adrel_pipeline.outcomes import CheckOutcome, Metadata
+
+
+def _auc(value: float) -> str:
+    return "NaN" if math.isnan(value) else f"{value:.4f}"
+
+
+def auc_above_chance(test_auc: float, minimum: float) -> CheckOutcome:
+    """A model that is not clearly better than chance must not be promoted (NaN fails too)."""
+    meta: Metadata = {"test_auc": float(test_auc), "min_test_auc": float(minimum)}
+    if not test_auc >= minimum:
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} is below the minimum {minimum:.4f}: "
+                                   "the model is not clearly better than chance", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} >= {minimum:.4f}", meta)
+
+
+def auc_within_ceiling(test_auc: float, oracle_auc: float, se_difference: float, max_se: float) -> CheckOutcome:
+    """No honest model beats the Bayes-optimal scorer on the same test pairs by more than noise:
+    ``max_se`` paired standard errors (DeLong) of the difference between the two AUCs."""
+    tolerance = max_se * se_difference
+    meta: Metadata = {"test_auc": float(test_auc), "oracle_auc": float(oracle_auc), "tolerance": float(tolerance),
+                      "se_difference": float(se_difference), "max_se": float(max_se),
+                      "excess": float(test_auc - oracle_auc)}
+    if not test_auc <= oracle_auc + tolerance:
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} exceeds the Bayes-optimal AUC {_auc(oracle_auc)} by "
+                                   f"more than {max_se:g} paired standard errors ({tolerance:.4f}): scoring above the "
+                                   "Bayes-optimal ceiling means test information leaked into training "
+                                   "(or the oracle has a bug)", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} <= oracle {_auc(oracle_auc)} + {max_se:g} SE "
+                              f"({tolerance:.4f})", meta)
+
+
+def auc_vs_champion(test_auc: float, champion_auc: float | None, margin: float) -> CheckOutcome:
+    """A challenger clearly worse than the serving champion deserves a look (a WARN, not a block)."""
+    if champion_auc is None:
+        return CheckOutcome(True, "no champion to compare with: nothing to beat",
+                            {"test_auc": float(test_auc), "margin": float(margin)})
+    meta: Metadata = {"test_auc": float(test_auc), "champion_test_auc": float(champion_auc), "margin": float(margin),
+                      "difference": float(test_auc - champion_auc)}
+    if not test_auc >= champion_auc - margin:
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} trails the champion's {_auc(champion_auc)} on the "
+                                   f"same test split by more than {margin:.4f}", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} vs champion {_auc(champion_auc)} (margin {margin:.4f})",
+                        meta)

@@ -1,0 +1,166 @@
+"""The MLflow store and a training's run records: connect (fail fast), lock, runs, params, metrics,
+artifacts.
+
+Plain MLflow, no Dagster: the Dagster resource and assets call these functions. ``mlflow`` and
+torch are imported inside the functions because importing them costs about 1.5 s and 3 s,
+which only the steps that record a training should pay (not every load of the code location).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from adrel_pipeline.mlops.paths import local_artifact_root
+
+DEFAULT_EXPERIMENT = "adrel"
+PROBE_TIMEOUT_S = 10
+# MLflow retries an unreachable server with backoff for about 4 minutes by default.
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be reached or used."""
+
+
+@contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock per tracking store, shared by every process on this host.
+
+    It serialises what MLflow does not make atomic: creating a fresh sqlite schema and the
+    experiment, and the promotion gate's read-compare-move of the ``champion`` alias. The
+    embedded sqlite store is host-local, so this covers it fully; trainings on several hosts
+    against one tracking server are serialised per host only.
+    """
+    digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"adrel-mlflow-{digest}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _probe_server(tracking_uri: str) -> None:
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingUnavailable(f"MLflow tracking server {tracking_uri} is unreachable ({url}: {reason})") from e
+
+
+def connect(tracking_uri: str, experiment_name: str) -> str:
+    """Point this process's MLflow client at ``tracking_uri``; return the experiment's id.
+
+    Creates the store and the experiment when missing (for a sqlite store, with its artifacts
+    in ``mlartifacts/`` beside the database). Fails fast, naming the URI, when the store is
+    unreachable or unusable: a server is probed once with a short timeout instead of MLflow's
+    minutes of retries.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        for key, value in HTTP_RETRY_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        _probe_server(tracking_uri)
+    try:
+        from mlflow import MlflowClient
+
+        with store_lock(tracking_uri):
+            client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                root = local_artifact_root(tracking_uri)
+                experiment_id = client.create_experiment(
+                    experiment_name, artifact_location=root.as_uri() if root else None)
+            elif experiment.lifecycle_stage != "active":
+                raise TrackingUnavailable(
+                    f"MLflow experiment {experiment_name!r} in {tracking_uri} is deleted: restore it "
+                    "(mlflow experiments restore) or choose another experiment_name")
+            else:
+                experiment_id = experiment.experiment_id
+    except TrackingUnavailable:
+        raise
+    except Exception as e:
+        raise TrackingUnavailable(
+            f"MLflow tracking store {tracking_uri} is unusable: {type(e).__name__}: {e}") from e
+    use_store(tracking_uri)
+    return experiment_id
+
+
+def use_store(tracking_uri: str) -> None:
+    """Point this process's MLflow client (tracking and registry) at ``tracking_uri``."""
+    import mlflow
+
+    # Progress bars for local artifact copies only clutter the Dagster step logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+@contextmanager
+def run(experiment_id: str | None = None, run_id: str | None = None, run_name: str | None = None,
+        tags: Mapping[str, str] | None = None, description: str | None = None) -> Iterator[str]:
+    """A new MLflow run, or ``run_id`` resumed; ends FAILED if the block raises. Yields the run id."""
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                          run_name=run_name, tags=dict(tags or {}), description=description) as active:
+        yield active.info.run_id
+
+
+def log_params(groups: Mapping[str, Mapping[str, Any]]) -> None:
+    """``{"world": {...}, "train": {...}}`` logged as ``world.seed``, ``train.lr``, ..."""
+    import mlflow
+
+    mlflow.log_params({f"{group}.{k}": v for group, params in groups.items() for k, v in params.items()})
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(dict(tags))
+
+
+def log_bytes(data: bytes, artifact_file: str) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        path.write_bytes(data)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact_file).parent) or None)
+
+
+def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_dict(dict(data), artifact_file)
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(ui_url: str, name: str, version: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
