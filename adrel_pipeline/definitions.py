@@ -15,7 +15,7 @@ from adrel_pipeline.defs.shared.automation import (
     report_failed_runs,
 )
 from adrel_pipeline.defs.shared.executors import executor_from_env
-from adrel_pipeline.defs.shared.io_manager import ArtifactIOManager
+from adrel_pipeline.defs.shared.io_manager import artifact_io_manager
 from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
 from adrel_pipeline.defs.world import assets as world
 
@@ -35,6 +35,6 @@ defs = dg.Definitions(
     jobs=[adrel_job, daily_retrain_job],
     schedules=[daily_retrain_schedule],
     sensors=[report_failed_runs],
-    resources={"world": WorldResource(), "mlflow": MlflowTracking(), "io_manager": ArtifactIOManager()},
+    resources={"world": WorldResource(), "mlflow": MlflowTracking(), "io_manager": artifact_io_manager},
     executor=executor_from_env(),
 )

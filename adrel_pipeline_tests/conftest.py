@@ -77,7 +77,7 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
     import dagster as dg
 
     from adrel_pipeline.definitions import all_assets
-    from adrel_pipeline.defs.shared.io_manager import ArtifactIOManager
+    from adrel_pipeline.defs.shared.io_manager import artifact_io_manager
     from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
 
     kwargs.setdefault("selection", MODEL_ASSETS)
@@ -87,7 +87,7 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
         all_assets,
         instance=instance,
         resources={"world": WorldResource(**world), "mlflow": MlflowTracking(tracking_uri=tracking_uri),
-                   "io_manager": ArtifactIOManager()},
+                   "io_manager": artifact_io_manager},
         run_config=run_config,
         **kwargs,
     )
@@ -101,6 +101,16 @@ def materialize_week(instance, tracking_uri, world=SMALL_WORLD, **kwargs):
     if not first.success:
         return first, None
     return first, materialize(instance, tracking_uri, world=world, **kwargs)
+
+
+def failure_messages(result) -> list[str]:
+    """The error message of every failed step of a run result (user-code errors, Failures)."""
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            out.append(data.error.message if data.error else str(data.user_failure_data))
+    return out
 
 
 def metadata(instance, key):

@@ -20,6 +20,8 @@ from typing import Any
 import polars as pl
 
 _HETERO_TAG = "__heterodata__"
+# A .pt file with tags holds {_TAGS: {...}, _VALUE: value}; parquet files keep tags as key-value metadata.
+_TAGS, _VALUE = "__adrel_tags__", "__adrel_value__"
 
 
 def _encode(obj: Any, hetero_data: type) -> Any:
@@ -50,24 +52,39 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def save(obj: Any, path: Path) -> None:
-    """Write ``obj`` to ``path``: ``.parquet`` for a polars DataFrame, ``.pt`` otherwise."""
+def save(obj: Any, path: Path, tags: dict[str, str] | None = None) -> None:
+    """Write ``obj`` to ``path``: ``.parquet`` for a polars DataFrame, ``.pt`` otherwise. ``tags``
+    (strings) are stored in the same file, so a value and its provenance are written atomically."""
+    tags = dict(tags or {})
     if path.suffix == ".parquet":
-        atomic_write(path, lambda p: obj.write_parquet(p))
+        atomic_write(path, lambda p: obj.write_parquet(p, metadata=tags or None))
         return
     import torch
     from torch_geometric.data import HeteroData
 
-    atomic_write(path, lambda p: torch.save(_encode(obj, HeteroData), p))
+    payload = _encode(obj, HeteroData)
+    if tags:
+        payload = {_TAGS: tags, _VALUE: payload}
+    atomic_write(path, lambda p: torch.save(payload, p))
 
 
-def load(path: Path) -> Any:
+def load_with_tags(path: Path) -> tuple[Any, dict[str, str]]:
+    """The value at ``path`` and the tags saved with it (empty when none were)."""
     if path.suffix == ".parquet":
-        return pl.read_parquet(path)
+        tags = {k: v for k, v in pl.read_parquet_metadata(path).items() if not k.startswith("ARROW:")}
+        return pl.read_parquet(path), tags
     import torch
     from torch_geometric.data import HeteroData
 
-    return _decode(torch.load(path, weights_only=True), HeteroData)
+    payload = torch.load(path, weights_only=True)
+    tags = {}
+    if isinstance(payload, dict) and set(payload) == {_TAGS, _VALUE}:
+        tags, payload = payload[_TAGS], payload[_VALUE]
+    return _decode(payload, HeteroData), tags
+
+
+def load(path: Path) -> Any:
+    return load_with_tags(path)[0]
 
 
 def suffix_for(obj: Any) -> str:
