@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 
+import polars as pl
 import torch
 from torch_geometric.data import HeteroData
 
@@ -124,3 +125,36 @@ def split_summary(split: dict[str, HeteroData]) -> dict[str, float]:
         out[f"{name}/supervision_positives"] = int(store.edge_label.sum())
         out[f"{name}/supervision_negatives"] = int((store.edge_label == 0).sum())
     return out
+
+
+def next_day_pairs(window: HeteroData, next_day: pl.DataFrame, neg_ratio: float,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled (user, ad) node-index pairs for scoring a window's model forward in time.
+
+    Positives: the distinct user→ad pairs of ``next_day``'s interactions that are *new*: not an
+    edge of ``window`` (message passing or held-out labels alike) and between nodes the window's
+    graph has. Negatives: ``round(neg_ratio × positives)`` uniform user × ad pairs that are neither a
+    window edge nor a next-day pair. Returns ``(pairs [2, N], labels [N])``; empty when the day
+    brings no new pair.
+    """
+    store = window[USER_AD]
+    known = [store.edge_index]
+    if "edge_label_index" in store:
+        known.append(store.edge_label_index[:, store.edge_label.bool()])
+    known = torch.cat(known, dim=1)
+    user_row = {int(u): i for i, u in enumerate(window[USER].node_id.tolist())}
+    ad_row = {int(a): i for i, a in enumerate(window[AD].node_id.tolist())}
+    pairs = next_day.select("user_id", "item_id").unique()
+    rows = [(user_row[u], ad_row[a]) for u, a in pairs.iter_rows() if u in user_row and a in ad_row]
+    if not rows:
+        return torch.empty((2, 0), dtype=torch.long), torch.empty(0)
+    candidates = torch.tensor(rows, dtype=torch.long).T
+    num_ads = window[AD].num_nodes
+    is_new = ~torch.isin(_keys(candidates, num_ads), _keys(known, num_ads))
+    positives = candidates[:, is_new]
+    positives = positives[:, torch.argsort(_keys(positives, num_ads))]  # deterministic order
+    generator = torch.Generator().manual_seed(seed)
+    negatives = sample_negatives(window[USER].num_nodes, num_ads, round(neg_ratio * positives.shape[1]),
+                                 torch.cat([known, candidates], dim=1), generator)
+    labels = torch.cat([torch.ones(positives.shape[1]), torch.zeros(negatives.shape[1])])
+    return torch.cat([positives, negatives], dim=1), labels

@@ -6,19 +6,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from adrel_pipeline.mlops.packaging import LoggedModel
+from adrel_pipeline.mlops.promotion import CHALLENGER, CHAMPION, Comparison, decide
 from adrel_pipeline.mlops.store import client, store_lock
 
 DEFAULT_MODEL_NAME = "adrel-gat"
-CHAMPION, CHALLENGER = "champion", "challenger"
+__all__ = ["CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
 
 
 @dataclass(frozen=True)
 class Promotion:
     version: str
-    alias: str                       # CHAMPION or CHALLENGER
+    alias: str                       # CHAMPION, CHALLENGER, or NO_ALIAS (a backfilled day)
     reason: str
     previous_champion: str | None    # version that held the alias before the gate ran
     champion_test_auc: float | None  # that version's AUC on this run's test split
+    se_difference: float | None = None
+
+    @classmethod
+    def of_version(cls, version) -> Promotion:
+        """The decision recorded on a registered version (a re-evaluation reads it back, unchanged)."""
+        tags = version.tags
+        number = lambda key: float(tags[key]) if tags.get(key) else None
+        return cls(version=str(version.version), alias=tags.get("promotion", ""),
+                   reason=tags.get("promotion_reason", ""), previous_champion=tags.get("previous_champion") or None,
+                   champion_test_auc=number("champion_test_auc"), se_difference=number("champion_se_difference"))
 
 
 def version_by_alias(name: str, alias: str):
@@ -39,21 +50,35 @@ def registered_version_of_run(name: str, run_id: str):
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
+def newest_registered_partition(name: str) -> str | None:
+    """The newest ``partition`` tag among the versions of ``name`` (None when there are none)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    days = [v.tags.get("partition") for v in versions if v.tags.get("partition")]
+    return max(days) if days else None
+
+
 def register_and_promote(
     name: str,
     run_id: str,
     model: LoggedModel,
     test_auc: float,
-    score_champion: Callable[[str], tuple[float | None, str]],
+    compare_with: Callable[[str, str], tuple[Comparison | None, str]],
     tags: Mapping[str, str],
+    partition: str | None = None,
+    newest_materialized: str | None = None,
 ) -> Promotion:
-    """Register ``model`` as a new version of ``name`` and run the promotion gate.
+    """Register ``model`` as a new version of ``name`` and apply :func:`promotion.decide`.
 
-    ``score_champion(model_uri)`` evaluates the current champion on *this* run's test split and
-    returns ``(auc, what_was_compared)``, or ``(None, why_not_comparable)``. The new version
-    becomes ``champion`` if there is none or if its test AUC is at least the champion's on the
-    same pairs; otherwise it becomes ``challenger``. An incomparable champion is never replaced
-    automatically.
+    ``compare_with(champion_version, model_uri)`` scores the current champion on *this* run's test
+    split beside the new model and returns ``(comparison, pairs_described)``, or
+    ``(None, why_not_comparable)``. ``newest_materialized`` is the newest day whose model exists
+    (Dagster's view); with the registry's own newest ``partition`` tag it decides whether this
+    day is a backfill.
 
     Call it only after the run's metrics and artifacts are logged. The whole gate holds the
     store lock, and a version whose alias cannot be set is deleted again, so the registry never
@@ -69,34 +94,37 @@ def register_and_promote(
         except MlflowException as e:
             if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+        newest = max((d for d in (newest_registered_partition(name), newest_materialized) if d), default=None)
         champion = version_by_alias(name, CHAMPION)
-        champion_auc = None
-        if champion is None:
-            alias, reason = CHAMPION, "first version of the model: no champion yet"
-        else:
-            champion_auc, compared = score_champion(f"models:/{name}/{champion.version}")
-            if champion_auc is None:
-                alias, reason = CHALLENGER, (f"champion v{champion.version} is not comparable ({compared}); "
-                                             "promote by hand if this version should serve")
-            elif test_auc >= champion_auc:
-                alias, reason = CHAMPION, (f"test AUC {test_auc:.4f} >= champion v{champion.version}'s "
-                                           f"{champion_auc:.4f} on {compared}")
-            else:
-                alias, reason = CHALLENGER, (f"test AUC {test_auc:.4f} < champion v{champion.version}'s "
-                                             f"{champion_auc:.4f} on {compared}")
-
+        comparison, incomparable = None, None
+        is_backfill = partition is not None and newest is not None and partition < newest
+        if champion is not None and not is_backfill:
+            comparison, described = compare_with(str(champion.version), f"models:/{name}/{champion.version}")
+            incomparable = None if comparison is not None else described
+        decision = decide(partition, newest, None if champion is None else str(champion.version),
+                          comparison, incomparable)
+        recorded = {"promotion": decision.alias or "none", "promotion_reason": decision.reason,
+                    "test_auc": f"{test_auc:.6f}",
+                    "previous_champion": "" if champion is None else str(champion.version)}
+        if comparison is not None:
+            # repr: a re-evaluation reads back exactly the numbers the gate used.
+            recorded |= {"champion_test_auc": repr(float(comparison.champion_auc)),
+                         "champion_se_difference": repr(float(comparison.se_difference))}
+        if partition is not None:
+            recorded["partition"] = partition
         version = mlflow_client.create_model_version(
             name, source=model.model_uri, run_id=run_id, model_id=model.model_id,
-            tags={**tags, "test_auc": f"{test_auc:.6f}", "promotion": alias, "promotion_reason": reason},
-            description=reason,
+            tags={**tags, **recorded}, description=decision.reason,
         )
-        try:
-            mlflow_client.set_registered_model_alias(name, alias, version.version)
-        except BaseException:
-            mlflow_client.delete_model_version(name, version.version)
-            raise
-    return Promotion(version=str(version.version), alias=alias, reason=reason,
+        if decision.alias:
+            try:
+                mlflow_client.set_registered_model_alias(name, decision.alias, version.version)
+            except BaseException:
+                mlflow_client.delete_model_version(name, version.version)
+                raise
+    return Promotion(version=str(version.version), alias=decision.alias or "none", reason=decision.reason,
                      previous_champion=None if champion is None else str(champion.version),
-                     champion_test_auc=champion_auc)
+                     champion_test_auc=None if comparison is None else comparison.champion_auc,
+                     se_difference=None if comparison is None else comparison.se_difference)
 
 

@@ -112,6 +112,9 @@ class LocalArtifactIOManager(dg.IOManager):
         keys = list(context.asset_partition_keys)
         loaded = {key: self._load(context.asset_key, key) for key in keys}
         missing = [key for key, value in loaded.items() if value is None]
+        # An input declared optional (AssetIn metadata) is None when its days do not exist yet.
+        if (context.definition_metadata or {}).get("optional") and (missing or not keys):
+            return None
         if missing:
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             raise FileNotFoundError(

@@ -65,3 +65,9 @@ def asset_backfilled_in_one_run(**kwargs) -> Callable[[Callable], dg.AssetsDefin
     selected asset, partitioned or not."""
     with _beta_api():  # backfill_policy (beta)
         return dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), **kwargs)
+
+
+def next_day_mapping() -> dg.TimeWindowPartitionMapping:
+    """Partition ``D`` reads day ``D+1`` (the day after its window), when that day exists."""
+    with _beta_api():
+        return dg.TimeWindowPartitionMapping(start_offset=1, end_offset=1, allow_nonexistent_upstream_partitions=True)
