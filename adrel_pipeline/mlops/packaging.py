@@ -1,9 +1,16 @@
-"""The relevance model as an MLflow ``pyfunc``: logged as code with its weights-only artifacts, its
-signature, an input example, its pip requirements and this package's source, so that
-``mlflow.pyfunc.load_model`` works in any process that can install the requirements (no Dagster)."""
+"""The relevance model as an MLflow ``pyfunc``, self-contained: logged as code (MLflow's
+models-from-code) with its weights-only artifacts, its signature, an input example, pip
+requirements naming every third-party package the shipped code imports, and this package's
+source (``code_paths``) without the Dagster code location, so that ``mlflow.pyfunc.load_model``
+works in any process that can install the requirements: no Dagster, no installed ``adrel_pipeline``.
+
+This module names the model's file (:data:`PYFUNC_MODEL`) but never imports it: ``mlops`` does
+not depend on :mod:`adrel_pipeline.relevance`; the pyfunc reads its artifact keys from here."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,19 +20,26 @@ if TYPE_CHECKING:
     from torch_geometric.data import HeteroData
 
 MODEL_ARTIFACT = "model"
+# The artifact keys the pyfunc's ``load_context`` reads.
+CHECKPOINT, GRAPH = "checkpoint", "graph"
+# The package shipped with the model, and the models-from-code file inside it.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PYFUNC_MODEL = Path("relevance") / "pyfunc_model.py"
+# Never shipped: the Dagster code location (the model must load without Dagster), and bytecode.
+_NOT_SHIPPED = frozenset({"defs", "definitions.py"})
+
+# Distributions of every third-party module the shipped code imports when the model is loaded
+# and scores (pyfunc_model and what it imports: relevance, graph, world, evaluation.metrics,
+# mlops.serialization); world/spec.py imports yaml. The packaging test fails if one is missing.
+REQUIRED_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "polars", "pyyaml", "torch", "torch_geometric")
 
 
 def pip_requirements() -> list[str]:
-    import mlflow
-    import numpy
-    import pandas
-    import polars
-    import torch
-    import torch_geometric
+    """:data:`REQUIRED_DISTRIBUTIONS` pinned to the installed versions (torch without its local
+    ``+cpu`` tag: the index it came from is the installer's choice)."""
+    from importlib.metadata import version
 
-    return [f"torch=={torch.__version__.split('+')[0]}", f"torch_geometric=={torch_geometric.__version__}",
-            f"mlflow=={mlflow.__version__}", f"numpy=={numpy.__version__}", f"pandas=={pandas.__version__}",
-            f"polars=={polars.__version__}"]
+    return [f"{name}=={version(name).split('+')[0]}" for name in REQUIRED_DISTRIBUTIONS]
 
 
 @dataclass(frozen=True)
@@ -44,26 +58,46 @@ def model_signature():
                           outputs=Schema([TensorSpec(np.dtype("float32"), (-1,))]))
 
 
+def _not_shipped(directory: str, names: list[str]) -> set[str]:
+    top = Path(directory).resolve() == PACKAGE_DIR
+    return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or (top and n in _NOT_SHIPPED)}
+
+
+def shipped_package(destination: Path) -> Path:
+    """A copy of ``adrel_pipeline`` under ``destination`` as the model ships it: the library
+    without ``defs/``, ``definitions.py`` and bytecode."""
+    return Path(shutil.copytree(PACKAGE_DIR, Path(destination) / PACKAGE_DIR.name, ignore=_not_shipped))
+
+
 def log_model(checkpoint: dict, graph: HeteroData, input_example) -> LoggedModel:
-    """Log the pyfunc (weights + scoring graph) to the active run, with signature and example."""
+    """Log the pyfunc (weights + scoring graph + this package's library code) to the active run,
+    with signature, example and pinned requirements."""
     import mlflow
     import torch
 
     from adrel_pipeline.mlops import serialization
-    from adrel_pipeline.relevance import pyfunc_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {pyfunc_model.CHECKPOINT: Path(tmp) / "checkpoint.pt", pyfunc_model.GRAPH: Path(tmp) / "graph.pt"}
-        torch.save(checkpoint, paths[pyfunc_model.CHECKPOINT])
-        serialization.save(graph, paths[pyfunc_model.GRAPH])
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=pyfunc_model.__file__,
-            artifacts={k: str(v) for k, v in paths.items()},
-            signature=model_signature(),
-            input_example=input_example,
-            pip_requirements=pip_requirements(),
-        )
+        package = shipped_package(Path(tmp) / "code")
+        paths = {CHECKPOINT: Path(tmp) / "checkpoint.pt", GRAPH: Path(tmp) / "graph.pt"}
+        torch.save(checkpoint, paths[CHECKPOINT])
+        serialization.save(graph, paths[GRAPH])
+        # MLflow prepends a model's code directory to sys.path when it loads one (it does, to
+        # check the input example): keep this process's import path as it was.
+        sys_path = list(sys.path)
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=str(package / PYFUNC_MODEL),
+                # Stored as <model>/code/adrel_pipeline; MLflow puts <model>/code first on sys.path at load.
+                code_paths=[str(package)],
+                artifacts={k: str(v) for k, v in paths.items()},
+                signature=model_signature(),
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+            )
+        finally:
+            sys.path[:] = sys_path
     return LoggedModel(model_uri=info.model_uri, model_id=getattr(info, "model_id", None))
 
 
@@ -72,5 +106,3 @@ def load_pyfunc(model_uri: str):
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-
-

@@ -4,8 +4,9 @@ Input: a DataFrame with integer columns ``user_id`` and ``ad_id`` (original ids,
 indices). Output: the relevance probability of each row. The artifacts are a weights-only
 checkpoint (``state_dict`` + config) and the graph whose edges are the known interactions at
 scoring time. The model is logged as code (MLflow's models-from-code: this file is stored with
-the model and run at load time), so nothing is pickled and loading needs only an importable
-``adrel_pipeline``, none of the training process's state.
+the model and run at load time), so nothing is pickled; the library code it imports is logged
+with it too (:func:`adrel_pipeline.mlops.packaging.log_model`), so loading needs neither an
+installed ``adrel_pipeline`` nor Dagster, nor any of the training process's state.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import pandas as pd
 import torch
 
 from adrel_pipeline.mlops import serialization
+from adrel_pipeline.mlops.packaging import CHECKPOINT, GRAPH
 from adrel_pipeline.relevance.model import AdRelevanceModel, load_model
 from adrel_pipeline.relevance.ranking import AdRanker
 
 INPUT_COLUMNS = ("user_id", "ad_id")
-CHECKPOINT, GRAPH = "checkpoint", "graph"
 
 
 class AdRelevancePyfunc(mlflow.pyfunc.PythonModel):
