@@ -14,7 +14,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,10 @@ from adrel_pipeline.mlops.paths import local_artifact_root
 
 DEFAULT_EXPERIMENT = "adrel"
 PROBE_TIMEOUT_S = 10
+# The tag tying an MLflow run to the Dagster run that opened it (MlflowTracking.dagster_tags).
+OWNER_TAG = "dagster.run_id"
+# Set on a run that end_orphaned_runs marked KILLED: the Dagster run that found it orphaned.
+ORPHANED_BY_TAG = "adrel.orphaned_by"
 # MLflow retries an unreachable server with backoff for about 4 minutes by default.
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
@@ -111,6 +115,43 @@ def client():
     from mlflow import MlflowClient
 
     return MlflowClient()
+
+
+def end_orphaned_runs(experiment_id: str, is_alive: Callable[[str], bool], found_by: str = "") -> list[str]:
+    """Mark KILLED this experiment's runs left RUNNING by a Dagster run that is no longer alive.
+
+    A run worker killed outright (``kill -9``, out of memory, a lost host) never ends its MLflow
+    run: it stays RUNNING for ever. Every RUNNING run that carries ``dagster.run_id`` and whose
+    Dagster run ``is_alive`` says is dead is set to KILLED (end time: now) and tagged
+    ``adrel.orphaned_by`` (``found_by``: the caller's Dagster run) and ``adrel.orphaned_reason``.
+    Runs without the tag (not recorded by the pipeline) and runs of live Dagster runs are left
+    alone. Returns the MLflow run ids marked, oldest first.
+    """
+    mlflow_client = client()
+    alive: dict[str, bool] = {}
+    orphaned: list[tuple[str, str]] = []
+    page_token = None
+    while True:
+        page = mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                         order_by=["attributes.start_time ASC"], page_token=page_token)
+        for found in page:
+            owner = found.data.tags.get(OWNER_TAG)
+            if not owner:
+                continue
+            if owner not in alive:
+                alive[owner] = is_alive(owner)
+            if not alive[owner]:
+                orphaned.append((found.info.run_id, owner))
+        page_token = page.token
+        if not page_token:
+            break
+    for run_id, owner in orphaned:
+        mlflow_client.set_tag(run_id, ORPHANED_BY_TAG, found_by or "unknown")
+        mlflow_client.set_tag(run_id, "adrel.orphaned_reason",
+                              f"its Dagster run {owner} ended or vanished while this run was RUNNING "
+                              "(worker killed or crashed)")
+        mlflow_client.set_terminated(run_id, "KILLED")
+    return [run_id for run_id, _ in orphaned]
 
 
 @contextmanager
