@@ -1,4 +1,4 @@
-"""Print an evaluation: ``python -m adrel_pipeline.report [--partition DAY]`` (uses $DAGSTER_HOME).
+"""Print an evaluation: ``python -m adrel_pipeline.defs.report [--partition DAY]`` (uses $DAGSTER_HOME).
 
 Without ``--partition``, the most recent ``test_auc`` materialization of any day.
 """
@@ -29,7 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle",
                 "test_mrr", "oracle_mrr", "test_hits_at_100", "oracle_hits_at_100"):
         print(f"{key:>18}: {md[key]:.4f}")
+    if "next_day_auc" in md:
+        print(f"{'next_day_auc':>18}: {md['next_day_auc']:.4f} (oracle {md['next_day_oracle_auc']:.4f}, "
+              f"{int(md['next_day_pairs'])} pairs of the next day)")
+    else:
+        print(f"{'next_day_auc':>18}: not yet (the next day's interactions are not materialized)")
     print(f"{'model version':>18}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
+    print(f"{'world':>18}: {md['world_fingerprint']}")
     print(f"{'mlflow run':>18}: {md['mlflow_run_url']}")
     return 0
 

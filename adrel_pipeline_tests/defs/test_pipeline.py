@@ -45,7 +45,9 @@ def test_definitions_load_with_all_assets_in_dependency_order():
     assert parents["link_split"] == {"hetero_graph"}
     assert parents["trained_gat"] == {"link_split"}
     assert parents["oracle_metrics"] == {"users", "items", "link_split"}
-    assert parents["test_auc"] == {"trained_gat", "link_split", "oracle_metrics"}
+    # interaction_edges: the next day's, for next_day_auc (users and items for its oracle).
+    assert parents["test_auc"] == {"trained_gat", "link_split", "oracle_metrics", "interaction_edges", "users",
+                                   "items"}
 
 
 def test_code_location_loads_without_torch_mlflow_or_pandas():
@@ -117,7 +119,7 @@ def test_invalid_world_fails_before_anything_is_written(materialize):
         assert not list(Path(inst.storage_directory()).glob("*"))
 
 
-def test_failed_training_keeps_previous_model(instance, materialize):
+def test_invalid_training_config_fails_without_retry_and_keeps_previous_model(instance, materialize):
     storage = Path(instance.storage_directory())
     before = (storage / "trained_gat" / f"{DAY}.pt").read_bytes()
     n_events = len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records)
@@ -129,3 +131,58 @@ def test_failed_training_keeps_previous_model(instance, materialize):
     # A config error is not worth retrying: the step failed once, without a retry.
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records) == n_events
+
+
+def test_training_that_fails_after_some_epochs_keeps_previous_model(instance, materialize, tracking_uri,
+                                                                      monkeypatch):
+    """A training that really trains, then dies (on every attempt, retries included), leaves the stored
+    model, its materializations and the registry's champion as they were; its MLflow runs end FAILED."""
+    from mlflow import MlflowClient
+
+    from adrel_pipeline.mlops.registry import CHAMPION, DEFAULT_MODEL_NAME
+    from adrel_pipeline.mlops.store import DEFAULT_EXPERIMENT
+    from adrel_pipeline.relevance import training
+
+    die_at, real_train_gat, epochs = 3, training.train_gat, []
+
+    def train_then_die(split, spec, on_epoch=None):
+        def on_epoch_then_die(row):
+            on_epoch(row)  # the asset's own callback: per-epoch MLflow metrics and log lines
+            epochs.append(row["epoch"])
+            if row["epoch"] == die_at:
+                raise RuntimeError(f"injected failure after epoch {die_at}")
+        return real_train_gat(split, spec, on_epoch=on_epoch_then_die)
+
+    monkeypatch.setattr(training, "train_gat", train_then_die)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    path = Path(instance.storage_directory()) / "trained_gat" / f"{DAY}.pt"
+    before = path.read_bytes()
+
+    def materializations(key):
+        return len(instance.fetch_materializations(dg.AssetKey(key), limit=1000).records)
+
+    counts = {key: materializations(key) for key in ("trained_gat", "test_auc")}
+    champion = client.get_model_version_by_alias(DEFAULT_MODEL_NAME, CHAMPION).version
+    versions = {v.version for v in client.search_model_versions(f"name='{DEFAULT_MODEL_NAME}'")}
+
+    # test_auc is selected too: had a model come out of the failed training, it would be registered.
+    result = materialize(instance, selection=["trained_gat", "test_auc"], raise_on_error=False)
+
+    assert not result.success
+    # Three attempts (the retry policy's two retries), each trained die_at epochs before it died.
+    assert epochs == list(range(1, die_at + 1)) * 3
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["trained_gat"]
+    assert f"injected failure after epoch {die_at}" in str(failures[0].event_specific_data.error)
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`dagster.run_id` = '{result.run_id}'")
+    assert len(runs) == 3
+    for run in runs:
+        assert run.info.status == "FAILED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_auc")] == list(range(1, die_at + 1))
+
+    assert path.read_bytes() == before
+    assert {key: materializations(key) for key in counts} == counts
+    assert client.get_model_version_by_alias(DEFAULT_MODEL_NAME, CHAMPION).version == champion
+    assert {v.version for v in client.search_model_versions(f"name='{DEFAULT_MODEL_NAME}'")} == versions

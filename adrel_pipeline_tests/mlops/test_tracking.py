@@ -64,7 +64,7 @@ def test_run_records_params_curves_metrics_and_artifacts(store):
     # Every world, split and training parameter.
     expected = {**{f"world.{k}": v for k, v in WorldSpec(**SMALL_WORLD).as_dict().items()},
                 **{f"split.{k}": v for k, v in SplitSpec(seed=SMALL_WORLD["seed"]).as_dict().items()},
-                **{f"train.{k}": v for k, v in TrainGATConfig(epochs=12).spec(SMALL_WORLD["seed"]).as_dict().items()}}
+                **{f"train.{k}": v for k, v in TrainGATConfig(epochs=12).spec(seed=SMALL_WORLD["seed"]).as_dict().items()}}
     assert run.data.params == {k: str(v) for k, v in expected.items()}
 
     # Per-epoch curves, one point per epoch run; the kept model's evaluation one step after.

@@ -13,6 +13,7 @@ from adrel_pipeline.defs.shared.params import config_for
 from adrel_pipeline.defs.shared.partitions import daily, window_days, window_mapping
 from adrel_pipeline.defs.shared.resources import WorldResource
 from adrel_pipeline.graph.spec import SplitSpec
+from adrel_pipeline.mlops.code_version import asset_code_version
 
 GROUP = "graph"
 WINDOW_DAYS = window_days()
@@ -24,9 +25,9 @@ GRAPH_CHECKS = [
 ]
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch"}, partitions_def=daily,
+@dg.asset(group_name=GROUP, kinds={"pytorch"}, partitions_def=daily, code_version=asset_code_version("hetero_graph"),
           ins={"interaction_edges": dg.AssetIn(partition_mapping=window_mapping(WINDOW_DAYS))},
-          check_specs=checks.specs("hetero_graph", GRAPH_CHECKS),
+          check_specs=checks.specs("hetero_graph", GRAPH_CHECKS, daily),
           description=f"User / ad / organic-pin graph of the {WINDOW_DAYS} days of interactions ending at the "
                       "partition's day: one feature row per node, distinct edges, reverse edges added.")
 def hetero_graph(users: pl.DataFrame, items: pl.DataFrame, interaction_edges: pl.DataFrame):
@@ -59,8 +60,8 @@ SPLIT_CHECKS = [
 ]
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch"}, partitions_def=daily,
-          check_specs=checks.specs("link_split", SPLIT_CHECKS))
+@dg.asset(group_name=GROUP, kinds={"pytorch"}, partitions_def=daily, code_version=asset_code_version("link_split"),
+          check_specs=checks.specs("link_split", SPLIT_CHECKS, daily))
 def link_split(config: LinkSplitConfig, world: WorldResource, hetero_graph):
     """Train / val / test graphs (``HeteroData``), and the split's parameters (``spec``); held-out
     user→ad edges (and reverses) are hidden from message passing."""

@@ -12,11 +12,11 @@ import polars as pl
 from adrel_pipeline.defs.shared import checks
 from adrel_pipeline.defs.shared.checks import Check
 from adrel_pipeline.defs.shared.params import config_for
-from adrel_pipeline.defs.shared.partitions import daily
+from adrel_pipeline.defs.shared.partitions import daily, next_day_mapping, window_days
 from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
 from adrel_pipeline.evaluation import rules
 from adrel_pipeline.mlops import packaging, registry, store
-from adrel_pipeline.mlops.code_version import CODE_VERSION
+from adrel_pipeline.mlops.code_version import CODE_VERSION, asset_code_version
 from adrel_pipeline.relevance.spec import ModelCheckSpec, TrainSpec
 
 GROUP = "model"
@@ -24,6 +24,8 @@ RANKING_KEYS = ("mrr", "hits_at_10", "hits_at_100")
 # Transient failures (a busy tracking server, a killed worker) are retried after 2 s, then 4 s.
 # Bad config and failed checks raise dg.Failure(allow_retries=False): retrying cannot fix them.
 RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+# The training code's version; test_auc carries CODE_VERSION, the whole model's (evaluation and packaging too).
+TRAINED_GAT_VERSION = asset_code_version("trained_gat")
 
 
 TrainGATConfig = config_for(TrainSpec, "TrainGATConfig")
@@ -39,8 +41,8 @@ def _input_example(test, n: int = 5):
                          "ad_id": test[AD].node_id[pairs[1]].numpy()})
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version=CODE_VERSION, partitions_def=daily,
-          retry_policy=RETRY)
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version=TRAINED_GAT_VERSION,
+          partitions_def=daily, retry_policy=RETRY)
 def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world: WorldResource,
                 mlflow: MlflowTracking, link_split: dict) -> dg.Output[dict]:
     """The GAT's best-validation weights (``state_dict`` + config) and its training history.
@@ -54,6 +56,19 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
 
     spec = config.spec(seed=world.seed)
     dagster_run = context.run.run_id
+
+    # A training killed outright (kill -9, out of memory) left its MLflow run RUNNING: end such runs
+    # KILLED once their Dagster run is over (failed by run monitoring, canceled) or unknown here.
+    def is_alive(run_id: str) -> bool:
+        if run_id == dagster_run:  # this run's own earlier attempts are never orphans
+            return True
+        owner = context.instance.get_run_by_id(run_id)
+        return owner is not None and not owner.is_finished
+
+    orphaned = store.end_orphaned_runs(mlflow.experiment_id, is_alive, found_by=dagster_run)
+    if orphaned:
+        context.log.warning(f"Marked {len(orphaned)} orphaned MLflow run(s) KILLED (their Dagster run is no "
+                            f"longer running): {', '.join(orphaned)}")
     description = (f"Trained by Dagster run [{dagster_run[:8]}]({mlflow.dagster_run_url(dagster_run)}), "
                    f"asset `{context.asset_key.to_user_string()}`.")
     with store.run(mlflow.experiment_id, run_name=f"trained_gat-{dagster_run[:8]}",
@@ -75,7 +90,7 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
         store.log_metrics(summary)
         curves = learning_curves_png(result.history, result.best_epoch)
         store.log_bytes(curves, "plots/learning_curves.png")
-        store.log_dict({**resolved, "model": result.checkpoint["config"], "code_version": CODE_VERSION},
+        store.log_dict({**resolved, "model": result.checkpoint["config"], "code_version": TRAINED_GAT_VERSION},
                           "config.json")
         store.log_dict(split_summary(link_split), "split_stats.json")
         logged = packaging.log_model(result.checkpoint, without_labels(link_split["test"]),
@@ -87,12 +102,13 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
         **summary,
         "hyperparameters": dg.MetadataValue.json(spec.as_dict()),
         "mlflow_run_id": run_id,
+        "mlflow_orphaned_runs_killed": len(orphaned),
         "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
         "learning_curves": dg.MetadataValue.md(markdown_image(curves, "learning curves")),
     })
 
 
-@dg.asset(group_name=GROUP, partitions_def=daily)
+@dg.asset(group_name=GROUP, partitions_def=daily, code_version=asset_code_version("oracle_metrics"))
 def oracle_metrics(world: WorldResource, users: pl.DataFrame, items: pl.DataFrame, link_split: dict) -> dg.Output[dict]:
     """The Bayes-optimal scorer (the generator's true probabilities) on the test split: the
     ceiling no honest model exceeds. AUC, full-catalogue ranking metrics, and its test scores."""
@@ -111,23 +127,44 @@ def oracle_metrics(world: WorldResource, users: pl.DataFrame, items: pl.DataFram
     return dg.Output({**value, "test_scores": scores}, metadata={**value, "ranked_positives": ranking["ranked_positives"]})
 
 
-def _champion_scorer(test):
-    """Scores a registered version on *this* test split: the gate compares like with like."""
-    from adrel_pipeline.evaluation.metrics import auc
+def _champion_comparison(test, scores):
+    """Scores the champion on *this* test split beside the new model: the gate compares like with like."""
+    from adrel_pipeline.evaluation.metrics import paired_auc
     from adrel_pipeline.graph.build import USER_AD
+    from adrel_pipeline.mlops.promotion import Comparison
     from adrel_pipeline.relevance.training import predict
 
     labels = test[USER_AD].edge_label
 
-    def score(model_uri: str) -> tuple[float | None, str]:
+    def compare(champion_version: str, model_uri: str) -> tuple[Comparison | None, str]:
         champion = packaging.load_pyfunc(model_uri).model
         why = champion.config.mismatch(test)
         if why:
             return None, why
-        return auc(labels, predict(champion, test)), (
-            f"this run's test split ({labels.numel()} labelled pairs, same message-passing graph)")
+        paired = paired_auc(labels, scores, predict(champion, test))
+        return Comparison(champion_version, paired.auc_a, paired.auc_b, paired.se_difference,
+                          f"this run's test split ({labels.numel()} labelled pairs)"), ""
 
-    return score
+    return compare
+
+
+def _next_day_metrics(model, link_split: dict, next_day, world: WorldResource, users, items) -> dict:
+    """Day D's model on day D+1's new user→ad pairs (against sampled non-edges), beside the oracle."""
+    from adrel_pipeline.evaluation.metrics import auc
+    from adrel_pipeline.graph.build import AD, USER
+    from adrel_pipeline.graph.split import next_day_pairs
+    from adrel_pipeline.relevance.training import predict
+    from adrel_pipeline.world import interaction_probability
+
+    test = link_split["test"]
+    pairs, labels = next_day_pairs(test, next_day, link_split["spec"]["neg_ratio"], world.seed)
+    positives = int(labels.sum())
+    if positives == 0 or positives == labels.numel():
+        return {"next_day_pairs": labels.numel()}
+    oracle = interaction_probability(world.spec(), users, items, test[USER].node_id[pairs[0]].numpy(),
+                                     test[AD].node_id[pairs[1]].numpy())
+    return {"next_day_auc": auc(labels, predict(model, test, pairs)), "next_day_oracle_auc": auc(labels, oracle),
+            "next_day_pairs": labels.numel(), "next_day_new_positives": positives}
 
 
 ModelChecksConfig = config_for(ModelCheckSpec, "ModelChecksConfig")
@@ -143,16 +180,27 @@ MODEL_CHECKS = [
 ]
 
 
+def _newest_model_day(context: dg.AssetExecutionContext) -> str | None:
+    days = context.instance.get_materialized_partitions(dg.AssetKey("trained_gat"))
+    return max(days) if days else None
+
+
 @dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version=CODE_VERSION, partitions_def=daily,
-          retry_policy=RETRY, check_specs=checks.specs("test_auc", MODEL_CHECKS))
+          retry_policy=RETRY, check_specs=checks.specs("test_auc", MODEL_CHECKS, daily),
+          ins={"next_day": dg.AssetIn("interaction_edges", partition_mapping=next_day_mapping(),
+                                      metadata={"optional": True})})
 def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world: WorldResource,
-             mlflow: MlflowTracking, trained_gat: dict, link_split: dict, oracle_metrics: dict):
-    """The trained model's AUC and ranking metrics on held-out test links, beside the oracle's.
+             mlflow: MlflowTracking, trained_gat: dict, link_split: dict, oracle_metrics: dict,
+             users: pl.DataFrame, items: pl.DataFrame, next_day: pl.DataFrame | None):
+    """The trained model's AUC and ranking metrics on held-out test links, beside the oracle's, and
+    on the next day's new links when that day exists (``next_day_auc``).
 
     Completes the training's MLflow run (final metrics, ROC curve). A model that fails a blocking
     check (no better than chance, or above the Bayes-optimal ceiling) is not registered. Otherwise
-    it becomes a new version and the promotion gate runs: ``champion`` moves to it only if its
-    test AUC is at least the current champion's on the same test split, else ``challenger``.
+    it becomes a new version and the promotion gate runs (:mod:`adrel_pipeline.mlops.promotion`):
+    only the newest day may take ``champion``, and only by beating the champion on the same pairs
+    by more than the paired standard error. Re-evaluating a registered training re-logs its
+    metrics and keeps the registry's decision as it was.
     """
     import torch
 
@@ -168,19 +216,21 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     labels = test[USER_AD].edge_label
     scores = predict(model, test)
     pairs, train_labels = train_eval_pairs(link_split["train"], world.seed)
+    versus_oracle = paired_auc(labels, scores, oracle_metrics["test_scores"])
     metrics = {
-        "test_auc": auc(labels, scores),
+        "test_auc": versus_oracle.auc_a,
         "val_auc": auc(val[USER_AD].edge_label, predict(model, val)),
         "train_auc": auc(train_labels, predict(model, link_split["train"], pairs)),
         "oracle_auc": oracle_metrics["auc"],
+        "test_auc_minus_oracle_se": versus_oracle.se_difference,
     }
     metrics["auc_to_oracle"] = metrics["test_auc"] / metrics["oracle_auc"]
-    versus_oracle = paired_auc(labels, scores, oracle_metrics["test_scores"])
-    metrics["test_auc_minus_oracle_se"] = versus_oracle.se_difference
     with torch.no_grad(), deterministic():
         ranking = ranking_metrics(test, model_score_matrix(model.embed(test)))
     metrics |= {f"test_{k}": ranking[k] for k in RANKING_KEYS}
     metrics |= {f"oracle_{k}": oracle_metrics[k] for k in RANKING_KEYS}
+    if next_day is not None:
+        metrics |= _next_day_metrics(model, link_split, next_day, world, users, items)
     roc = roc_png({"GAT": (*roc_curve(labels, scores), metrics["test_auc"]),
                    "oracle": (*roc_curve(labels, oracle_metrics["test_scores"]), metrics["oracle_auc"])},
                   title=f"test ROC ({labels.numel()} pairs)")
@@ -193,32 +243,38 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
 
     record = trained_gat["mlflow"]
     name = mlflow.registered_model_name
+    partition = context.partition_key if context.has_partition_key else None
     with store.run(run_id=record["run_id"]):
         # One step past the last epoch: train_auc and val_auc share names with the per-epoch curves,
         # and MLflow shows the value at the highest step, which must be the kept model's.
         store.log_metrics(metrics, step=trained_gat["epochs_run"] + 1)
         store.log_bytes(roc, "plots/roc_test.png")
-        if rejected:
-            store.set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
-            context.log.error(f"{name}: not registered, the model failed a blocking check: {'; '.join(rejected)}")
-            yield from checks.emit(None, MODEL_CHECKS, outcomes)
-        # A re-evaluation of the same training reuses its version instead of registering another.
+        # A re-evaluation of a registered training keeps the registry's decision as it was: it
+        # neither registers the training twice nor re-tags the run (a champion is never "rejected").
         existing = registry.registered_version_of_run(name, record["run_id"])
+        if rejected:
+            if existing is None:
+                store.set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
+                context.log.error(f"{name}: not registered, the model failed a blocking check: {'; '.join(rejected)}")
+            else:
+                context.log.error(f"{name} v{existing.version} (already registered, alias kept) fails a blocking "
+                                  f"check on re-evaluation: {'; '.join(rejected)}")
+            yield from checks.emit(None, MODEL_CHECKS, outcomes)
         if existing is not None:
-            promotion = registry.Promotion(
-                version=str(existing.version), alias=existing.tags.get("promotion", ""),
-                reason=existing.tags.get("promotion_reason", ""), previous_champion=None, champion_test_auc=None)
+            promotion = registry.Promotion.of_version(existing)
         else:
             promotion = registry.register_and_promote(
                 name, record["run_id"],
                 packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
-                metrics["test_auc"], _champion_scorer(test),
-                tags={"dagster.run_id": context.run.run_id, "code_version": CODE_VERSION},
+                metrics["test_auc"], _champion_comparison(test, scores),
+                tags={"dagster.run_id": context.run.run_id, "code_version": CODE_VERSION,
+                      "world_fingerprint": world.fingerprint, "window_days": str(window_days())},
+                partition=partition, newest_materialized=_newest_model_day(context),
             )
-        store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
-                           "adrel.promotion_reason": promotion.reason})
-        if promotion.champion_test_auc is not None:
-            store.log_metrics({"champion_test_auc": promotion.champion_test_auc})
+            store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
+                            "adrel.promotion_reason": promotion.reason, "adrel.world_fingerprint": world.fingerprint})
+            if promotion.champion_test_auc is not None:
+                store.log_metrics({"champion_test_auc": promotion.champion_test_auc})
 
     context.log.info(f"{name} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
     outcomes["no_worse_than_champion"] = rules.auc_vs_champion(

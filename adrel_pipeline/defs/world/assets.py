@@ -9,6 +9,7 @@ from adrel_pipeline.defs.shared import checks
 from adrel_pipeline.defs.shared.checks import Check
 from adrel_pipeline.defs.shared.partitions import asset_backfilled_in_one_run, daily
 from adrel_pipeline.defs.shared.resources import WorldResource
+from adrel_pipeline.mlops.code_version import asset_code_version
 from adrel_pipeline.world import (
     AGE_GROUPS,
     INTERESTS,
@@ -45,7 +46,8 @@ USER_CHECKS = [
 
 # Not partitioned, but single-run too: one command (and one process) can materialize them with a
 # range of days of interactions (`make run`).
-@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, check_specs=checks.specs("users", USER_CHECKS))
+@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, code_version=asset_code_version("users"),
+                             check_specs=checks.specs("users", USER_CHECKS))
 def users(world: WorldResource):
     """One row per user: age group, main interest, and the latent ``true_activity`` (never a feature)."""
     df = generate_users(world.spec())
@@ -67,7 +69,8 @@ ITEM_CHECKS = [
 ]
 
 
-@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, check_specs=checks.specs("items", ITEM_CHECKS))
+@asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, code_version=asset_code_version("items"),
+                             check_specs=checks.specs("items", ITEM_CHECKS))
 def items(world: WorldResource):
     """One row per item (organic pin or ad) with its category."""
     df = generate_items(world.spec())
@@ -89,9 +92,10 @@ INTERACTION_CHECKS = [
 ]
 
 
-# A single-run backfill checks all its days at once, in one result per check.
+# A single-run backfill checks each of its days on its own: one result per check and day.
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, partitions_def=daily,
-                             check_specs=checks.specs("interaction_edges", INTERACTION_CHECKS))
+                             code_version=asset_code_version("interaction_edges"),
+                             check_specs=checks.specs("interaction_edges", INTERACTION_CHECKS, daily))
 def interaction_edges(context: dg.AssetExecutionContext, world: WorldResource, users: pl.DataFrame,
                       items: pl.DataFrame):
     """The day's interaction log: one row per (user_id, item_id, day) event, repeats included.
@@ -110,12 +114,16 @@ def interaction_edges(context: dg.AssetExecutionContext, world: WorldResource, u
         "preview": dg.MetadataValue.md(f"```\n{df.head(5)}\n```"),
     }
     value = by_day[days[0].isoformat()] if len(days) == 1 else by_day
-    yield from checks.emit(dg.Output(value, metadata={
+    yield from checks.emit_by_partition(context, dg.Output(value, metadata={
         **metadata,
         "distinct_pairs": df.select("user_id", "item_id").unique().height,
         "active_users": df["user_id"].n_unique(),
         "ad_interaction_share": float(with_ads["is_ad"].mean()),
     }), INTERACTION_CHECKS, {
-        "references_known_users_and_items": validation.references_known(df, users, items),
-        "daily_counts_as_configured": validation.daily_counts(df, {d: spec.interactions_on(d) for d in days}),
+        day.isoformat(): {
+            "references_known_users_and_items": validation.references_known(by_day[day.isoformat()], users, items),
+            "daily_counts_as_configured": validation.daily_counts(by_day[day.isoformat()],
+                                                                  {day: spec.interactions_on(day)}),
+        }
+        for day in days
     })
