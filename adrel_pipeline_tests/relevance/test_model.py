@@ -6,7 +6,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from adrel_pipeline.evaluation.metrics import auc, oracle_auc, oracle_scores
-from adrel_pipeline.graph.build import AD, USER, USER_AD
+from adrel_pipeline.graph.build import AD, AD_USER, USER, USER_AD
+from adrel_pipeline.graph.split import with_message_passing
 from adrel_pipeline.relevance.model import load_model
 from adrel_pipeline.relevance.ranking import AdRanker
 from adrel_pipeline.relevance.spec import TrainConfigError, TrainSpec
@@ -75,14 +76,38 @@ def test_checkpoint_loads_weights_only(split, trained):
     assert torch.equal(predict(model, split["test"]), predict(load_model(trained.checkpoint), split["test"]))
 
 
-def test_model_ignores_held_out_edges(split, trained):
-    """Scores depend only on the message-passing graph, never on which pairs are being scored."""
+def test_scores_do_not_depend_on_which_pairs_are_scored(split, trained):
+    """The pairs being scored never enter message passing: scoring them together or one by one agrees."""
     model = load_model(trained.checkpoint)
     test = split["test"]
     pairs = test[USER_AD].edge_label_index
     together = predict(model, test, pairs)
     one_by_one = torch.cat([predict(model, test, pairs[:, i:i + 1]) for i in range(20)])
     assert torch.allclose(together[:20], one_by_one)
+
+
+def test_scores_read_the_message_passing_graph_which_hides_test_positives(split, trained):
+    """The model's scores come from the message-passing graph it is given, so hiding the test
+    positives from that graph (as the split does) is what keeps the test AUC honest."""
+    model = load_model(trained.checkpoint)
+    test = split["test"]
+    store = test[USER_AD]
+    positives = store.edge_label_index[:, store.edge_label == 1]
+    pair_key = torch.tensor([[test[AD].num_nodes], [1]])  # (user, ad) -> user * num_ads + ad
+    hidden = ~torch.isin((positives * pair_key).sum(0), (store.edge_index * pair_key).sum(0))
+    assert hidden.all(), f"{int((~hidden).sum())} test positives are message-passing edges of the test graph"
+
+    honest = predict(model, test)
+    assert torch.equal(predict(model, test), honest)  # the same graph scores the same
+
+    leaked = with_message_passing(test, torch.cat([store.edge_index, positives], dim=1))
+    assert torch.equal(leaked[AD_USER].edge_index, leaked[USER_AD].edge_index.flip(0))
+    with_leak = predict(model, leaked)
+    # Every positive pair's own edge is now in the graph: each of their scores moves.
+    unchanged = (with_leak == honest)[store.edge_label == 1]
+    assert not unchanged.any(), f"{int(unchanged.sum())} positives score the same with their edge in the graph"
+    # ... and the leak is worth AUC: the reason the split hides them.
+    assert auc(store.edge_label, with_leak) > auc(store.edge_label, honest)
 
 
 def test_rank_ads_sorts_candidates(graph, trained):

@@ -103,6 +103,70 @@ def test_interaction_probability_is_a_distribution_over_pairs():
         interaction_probability(spec, users, items, np.array([10_000]), np.array([0]))
 
 
+# Monte Carlo check of the oracle against the generator itself. A tiny world, so that every pair is
+# drawn often: MC_WINDOWS disjoint 7-day windows (each holds exactly num_interactions events, and
+# each day is its own random stream, so windows are independent samples of the generator).
+MC_WORLD = {"seed": 7, "num_users": 20, "num_items": 100, "num_interactions": 700}
+MC_WINDOWS = 600
+# Each group below is compared with |z| < MAX_Z. 260 groups per test (users, user x category,
+# items): under the oracle, the chance that any of them exceeds 5 standard errors is about
+# 260 x 5.7e-7 (normal tails), ~1.5e-4.
+MAX_Z = 5.0
+
+
+@pytest.fixture(scope="module")
+def monte_carlo():
+    """The tiny world, its oracle, per-pair event counts over all the days, and per-pair counts of
+    the windows in which the pair interacted at least once."""
+    spec = WorldSpec(**MC_WORLD)
+    users, items = generate_users(spec), generate_items(spec)
+    assert users["user_id"].to_list() == list(range(spec.num_users))
+    assert items["item_id"].to_list() == list(range(spec.num_items))
+    first = dt.date(2030, 1, 1)
+    days = window(first + dt.timedelta(days=7 * MC_WINDOWS - 1), 7 * MC_WINDOWS)
+    log = generate_interactions(spec, users, items, days).with_columns(
+        window=(pl.col("day") - first).dt.total_days() // 7)
+    events = np.zeros((spec.num_users, spec.num_items))
+    np.add.at(events, (log["user_id"].to_numpy(), log["item_id"].to_numpy()), 1)
+    seen = log.unique(["window", "user_id", "item_id"])
+    windows_hit = np.zeros_like(events)
+    np.add.at(windows_hit, (seen["user_id"].to_numpy(), seen["item_id"].to_numpy()), 1)
+    oracle = interaction_probability(spec, users, items, users["user_id"].to_numpy(),
+                                     items["item_id"].to_numpy(), outer=True)
+    category = np.eye(len(INTERESTS))[[INTERESTS.index(c) for c in items["category"]]]
+    return spec, oracle, events, windows_hit, category, log.height
+
+
+def _groups(matrix: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """A (user x item) matrix summed per user, per (user, category) and per item."""
+    return np.concatenate([matrix.sum(axis=1), (matrix @ category).ravel(), matrix.sum(axis=0)])
+
+
+def test_oracle_per_draw_probability_matches_event_frequencies(monte_carlo):
+    """Every event is one independent draw of the generator, so a group of pairs' event count is
+    Binomial(total events, sum of the oracle's per-draw probabilities) exactly."""
+    spec, oracle, events, _, category, total = monte_carlo
+    assert total == MC_WINDOWS * spec.num_interactions
+    per_draw = -np.expm1(np.log1p(-oracle) / spec.num_interactions)
+    q = _groups(per_draw, category)
+    z = (_groups(events, category) - total * q) / np.sqrt(total * q * (1 - q))
+    assert np.abs(z).max() < MAX_Z, f"worst group off by {np.abs(z).max():.1f} standard errors"
+
+
+def test_oracle_matches_at_least_once_per_window_frequencies(monte_carlo):
+    """The oracle's value itself, P(at least one interaction in a 7-day window), against the share
+    of the windows in which each pair interacted. A pair's count is Binomial(windows, P); summed
+    over a group, the pairs of one window are negatively associated (balls into bins), so the sum
+    of the binomial variances bounds the group's variance and the z-scores are conservative."""
+    _, oracle, _, windows_hit, category, _ = monte_carlo
+    expected = MC_WINDOWS * _groups(oracle, category)
+    variance = MC_WINDOWS * _groups(oracle * (1 - oracle), category)
+    z = (_groups(windows_hit, category) - expected) / np.sqrt(variance)
+    assert np.abs(z).max() < MAX_Z, f"worst group off by {np.abs(z).max():.1f} standard errors"
+    # The pairs span rare to common: the check is not confined to one end of the range.
+    assert oracle.min() < 0.1 and oracle.max() > 0.5
+
+
 @pytest.mark.parametrize("field, value, expected", [
     ("num_users", 0, "num_users=0 is out of range: must be an integer >= 1"),
     ("num_users", -5, "num_users=-5"),
