@@ -52,6 +52,8 @@ def sqlite_uri(folder) -> str:
 
 # The venv's CLI, whichever interpreter runs the tests.
 DAGSTER_CLI = str(Path(sys.executable).parent / "dagster")
+# ... and its `dg` (dagster-dg-cli), which `make run` launches runs with.
+DG_CLI = str(Path(sys.executable).parent / "dg")
 
 
 def dagster_home(path: Path) -> Path:

@@ -76,6 +76,7 @@ def events(result, kind: str) -> list:
     return [e for e in result.all_events if e.event_type_value == kind]
 
 
+@pytest.mark.slow
 def test_transient_training_failure_is_retried_with_backoff(trained, monkeypatch):
     instance, uri = trained
     calls = []
@@ -95,6 +96,7 @@ def test_transient_training_failure_is_retried_with_backoff(trained, monkeypatch
     assert model_assets.RETRY.max_retries == 2 and model_assets.RETRY.backoff == dg.Backoff.EXPONENTIAL
 
 
+@pytest.mark.slow
 def test_failure_sensor_names_the_asset_the_partition_and_the_error(trained):
     instance, uri = trained
     bad = {"ops": {"trained_gat": {"config": {"epochs": 0}}}}
@@ -133,6 +135,7 @@ def check_status(instance, asset: str, name: str):
     return instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
 
 
+@pytest.mark.slow
 def test_leaky_split_is_stopped_by_a_blocking_check_before_training(trained, monkeypatch):
     instance, uri = trained
     storage = Path(instance.storage_directory())
@@ -151,6 +154,7 @@ def test_leaky_split_is_stopped_by_a_blocking_check_before_training(trained, mon
     assert len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records) == trainings
 
 
+@pytest.mark.slow
 def test_model_failing_a_blocking_check_is_not_registered(trained):
     instance, uri = trained
     client = MlflowClient(uri, registry_uri=uri)
@@ -168,6 +172,7 @@ def test_model_failing_a_blocking_check_is_not_registered(trained):
         run.data.tags["adrel.promotion_reason"]
 
 
+@pytest.mark.slow
 def test_bad_check_bounds_name_the_field_and_range(trained):
     instance, uri = trained
     bad = {"ops": {"test_auc": {"config": {"oracle_tolerance_se": -0.1}}}}
@@ -195,6 +200,7 @@ def test_unknown_or_missing_executor_fails_clearly():
                 executor_from_env({"ADREL_EXECUTOR": name})
 
 
+@pytest.mark.slow
 def test_multiprocess_executor_materializes_the_pipeline(tmp_path, monkeypatch):
     """The whole pipeline for the first day through the CLI, each step in its own process."""
     home = dagster_home(tmp_path / "home")

@@ -13,7 +13,7 @@ import pytest
 
 from adrel_pipeline.defs.shared.partitions import FIRST_DAY, daily, window_days, window_mapping
 from adrel_pipeline.world import WorldSpec
-from adrel_pipeline_tests.conftest import DAGSTER_CLI, SMALL_WORLD, dagster_home, materialize, metadata, sqlite_uri
+from adrel_pipeline_tests.conftest import DG_CLI, SMALL_WORLD, dagster_home, materialize, metadata, sqlite_uri
 
 RUN_YAML = "resources:\n  world:\n    config: {" + ", ".join(f"{k}: {v}" for k, v in SMALL_WORLD.items()) + "}\n"
 
@@ -41,7 +41,7 @@ def test_window_length_comes_from_the_environment():
         with pytest.raises(ValueError, match=f"ADREL_WINDOW_DAYS='{bad}' is out of range: must be an integer in"):
             window_days({"ADREL_WINDOW_DAYS": bad})
     # The code location reads it when it loads: the graph asset's mapping follows.
-    code = ("import dagster as dg; from adrel_pipeline.defs.assets.graph import hetero_graph; "
+    code = ("import dagster as dg; from adrel_pipeline.defs.graph.assets import hetero_graph; "
             "print(hetero_graph.get_partition_mapping(dg.AssetKey('interaction_edges')).start_offset)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "ADREL_WINDOW_DAYS": "3"})
@@ -59,9 +59,12 @@ def home(tmp_path_factory):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert materialize(instance, sqlite_uri(home), selection=["users", "items"], partition_key=None,
                            run_config={}).success
-    proc = subprocess.run([DAGSTER_CLI, "asset", "materialize", "-m", "adrel_pipeline.definitions", "--select", "interaction_edges",
+    # `dg launch` as `make run` runs it: from the checkout, which names the code location in
+    # pyproject.toml ([tool.dg]); a range of days in one run; run config from a file.
+    proc = subprocess.run([DG_CLI, "launch", "--assets", "interaction_edges",
                            "--partition-range", "2026-01-01...2026-01-03", "-c", str(home / "run.yaml")],
-                          check=False, capture_output=True, text=True, env=env)
+                          check=False, capture_output=True, text=True, env={**env, "VIRTUAL_ENV": sys.prefix},
+                          cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
     yield home
     patch.undo()
@@ -71,6 +74,7 @@ def stored_days(home: Path) -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in sorted((home / "storage" / "interaction_edges").glob("*.parquet"))}
 
 
+@pytest.mark.slow
 def test_cli_range_backfill_is_one_run_writing_each_day_once(home):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = [r for r in instance.get_runs() if "interaction_edges" in str(r.asset_selection)]
@@ -84,6 +88,7 @@ def test_cli_range_backfill_is_one_run_writing_each_day_once(home):
         assert table.height == spec.interactions_on(dt.date.fromisoformat(day))
 
 
+@pytest.mark.slow
 def test_rematerializing_days_gives_identical_bytes_and_never_duplicates_a_day(home):
     before = stored_days(home)
     assert sorted(before) == days("2026-01-01", "2026-01-03")
@@ -105,6 +110,7 @@ def test_rematerializing_days_gives_identical_bytes_and_never_duplicates_a_day(h
     assert not list((home / "storage").rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_window_with_missing_days_fails_naming_them(home):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = materialize(instance, sqlite_uri(home), selection=["hetero_graph"], partition_key="2026-01-07",

@@ -63,6 +63,7 @@ def test_code_location_loads_without_torch_mlflow_or_pandas():
     assert out[1] == "adrel_pipeline.serving.champion"  # the lazy attribute still resolves
 
 
+@pytest.mark.slow
 def test_metadata_tells_the_story(instance):
     assert metadata(instance, "users")["dagster/row_count"] == SMALL_WORLD["num_users"]
     graph_md = metadata(instance, "hetero_graph")
@@ -82,6 +83,7 @@ def test_metadata_tells_the_story(instance):
     assert aucs["oracle_auc"] == metadata(instance, "oracle_metrics")["auc"]
 
 
+@pytest.mark.slow
 def test_outputs_are_parquet_and_weights_only_torch(instance):
     storage = Path(instance.storage_directory())
     for key in ("users", "items"):
@@ -92,6 +94,7 @@ def test_outputs_are_parquet_and_weights_only_torch(instance):
     assert not list(storage.rglob(".*.tmp")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_every_check_ran_and_passed(instance):
     checks = list(defs.resolve_asset_graph().asset_check_keys)
     assert len(checks) >= 12
@@ -100,6 +103,7 @@ def test_every_check_ran_and_passed(instance):
         assert record.status.value == "SUCCEEDED", (key, record.event.dagster_event.event_specific_data)
 
 
+@pytest.mark.slow
 def test_rerun_is_deterministic(instance, tracking_uri):
     first = metadata(instance, "test_auc")
     with dg.instance_for_test() as other:
@@ -119,6 +123,7 @@ def test_invalid_world_fails_before_anything_is_written(materialize):
         assert not list(Path(inst.storage_directory()).glob("*"))
 
 
+@pytest.mark.slow
 def test_invalid_training_config_fails_without_retry_and_keeps_previous_model(instance, materialize):
     storage = Path(instance.storage_directory())
     before = (storage / "trained_gat" / f"{DAY}.pt").read_bytes()
@@ -133,6 +138,7 @@ def test_invalid_training_config_fails_without_retry_and_keeps_previous_model(in
     assert len(instance.fetch_materializations(dg.AssetKey("trained_gat"), limit=100).records) == n_events
 
 
+@pytest.mark.slow
 def test_training_that_fails_after_some_epochs_keeps_previous_model(instance, materialize, tracking_uri,
                                                                       monkeypatch):
     """A training that really trains, then dies (on every attempt, retries included), leaves the stored

@@ -1,4 +1,4 @@
-"""End to end through the Dagster web UI: `dagster dev` (webserver + daemon) on a throwaway
+"""End to end through the Dagster web UI: `dg dev` (webserver + daemon, as `make ui`) on a throwaway
 instance, driven by headless Chromium. The lineage page shows every asset; the first day's run of
 `adrel_job` on a small world succeeds, and its run page, the `test_auc` asset page and the asset's
 checks show that success to the person looking.
@@ -17,13 +17,16 @@ import pytest
 
 from adrel_pipeline.definitions import defs
 from adrel_pipeline.defs.shared.partitions import FIRST_DAY as PARTITION
-from adrel_pipeline_tests.ui_driver import CHROMIUM, CHROMIUM_ARGS, REPO, DagsterDev
+from adrel_pipeline_tests.defs.ui_driver import CHROMIUM, CHROMIUM_ARGS, REPO, DagsterDev
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
     reason="the Python package 'playwright' is not installed (pip install playwright; the browser is "
            "Debian's chromium, so no `playwright install`)")
 expect = sync_api.expect
+
+# Deselect with -m "not ui" (`make test-fast`); CI runs it.
+pytestmark = pytest.mark.ui
 
 JOB = "adrel_job"
 ASSET = "test_auc"

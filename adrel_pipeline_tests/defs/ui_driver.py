@@ -1,5 +1,5 @@
-"""Harness for the UI end-to-end test: a real `dagster dev` (webserver + daemon) on a throwaway
-instance, its GraphQL API, and Debian's Chromium under Playwright. No assertions here."""
+"""Harness for the UI end-to-end test: a real `dg dev` (webserver + daemon; what `make ui` runs) on a
+throwaway instance, its GraphQL API, and Debian's Chromium under Playwright. No assertions here."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from adrel_pipeline_tests.conftest import DAGSTER_CLI, dagster_home
+from adrel_pipeline_tests.conftest import dagster_home
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+# The venv's `dg` (dagster-dg-cli), whichever interpreter runs the tests.
+DG_CLI = str(Path(sys.executable).parent / "dg")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -33,8 +35,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# Runs `dagster dev` with SIGINT back to its default. A shell without job control starts background
-# jobs with SIGINT ignored and children inherit that; `dagster dev` maps SIGTERM onto its SIGINT
+# Runs `dg dev` with SIGINT back to its default. A shell without job control starts background
+# jobs with SIGINT ignored and children inherit that; `dg dev` maps SIGTERM onto its SIGINT
 # handler, so it would then ignore SIGTERM as well and never shut its children down cleanly. (An
 # exec'ing wrapper rather than preexec_fn, which is unsafe once Playwright has started threads.)
 _WITH_DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
@@ -42,7 +44,7 @@ _WITH_DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, si
 
 
 class DagsterDev:
-    """`dagster dev` for the project's workspace, on a fresh DAGSTER_HOME under ``tmp``."""
+    """`dg dev -w workspace.yaml` (as `make ui`) for the project's workspace, on a fresh DAGSTER_HOME under ``tmp``."""
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
@@ -64,7 +66,7 @@ class DagsterDev:
         with open(self.log_path, "wb") as log:  # a file, not a pipe: nobody drains a pipe while tests run
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _WITH_DEFAULT_SIGINT,
-                 DAGSTER_CLI, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
+                 DG_CLI, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
                 cwd=self.tmp, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Own process group: stop() reaches the webserver, daemon, code servers and run workers.
                 start_new_session=True,
@@ -80,7 +82,7 @@ class DagsterDev:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with code {self.proc.returncode} before serving:\n"
+                raise RuntimeError(f"dg dev exited with code {self.proc.returncode} before serving:\n"
                                    f"{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as resp:
@@ -89,7 +91,7 @@ class DagsterDev:
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"dagster dev did not answer {self.url}/server_info within {timeout:.0f} s:\n"
+                raise TimeoutError(f"dg dev did not answer {self.url}/server_info within {timeout:.0f} s:\n"
                                    f"{self.log_tail()}")
             time.sleep(0.5)
         # The webserver can answer before the code location has loaded; a location that fails to
@@ -123,7 +125,7 @@ class DagsterDev:
         if self.proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # dagster dev shuts its children down on SIGTERM
+            os.killpg(self.proc.pid, signal.SIGTERM)  # dg dev (dagster dev) shuts its children down on SIGTERM
             self.proc.wait(timeout=timeout)
         except (subprocess.TimeoutExpired, ProcessLookupError):
             pass
@@ -185,10 +187,10 @@ class DagsterDev:
         deadline = time.monotonic() + timeout
         while (status := self.run_status(run_id)) not in FINISHED:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev died while run {run_id} was {status}:\n{self.log_tail()}")
+                raise RuntimeError(f"dg dev died while run {run_id} was {status}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {status} after {timeout:.0f} s\n"
-                                   f"{self.run_errors(run_id)}\n--- dagster dev ---\n{self.log_tail()}")
+                                   f"{self.run_errors(run_id)}\n--- dg dev ---\n{self.log_tail()}")
             time.sleep(1)
         return status
 

@@ -98,6 +98,7 @@ def store(tmp_path):
         yield instance, uri
 
 
+@pytest.mark.slow
 def test_rerunning_test_auc_alone_leaves_the_registry_as_it_was(store):
     instance, uri = store
     # A second, worse training of the same day: a challenger that recorded the champion's AUC.
@@ -122,6 +123,7 @@ def test_rerunning_test_auc_alone_leaves_the_registry_as_it_was(store):
     assert registry_state(uri) == state
 
 
+@pytest.mark.slow
 def test_a_tie_does_not_promote_and_a_backfilled_day_leaves_the_aliases_alone(store):
     instance, uri = store
     first = metadata(instance, "test_auc")
@@ -145,6 +147,7 @@ def test_a_tie_does_not_promote_and_a_backfilled_day_leaves_the_aliases_alone(st
     assert version.tags["window_days"] == "7" and version.tags["code_version"]
 
 
+@pytest.mark.slow
 def test_next_day_auc_is_reported_once_the_next_day_exists(store):
     instance, uri = store
     assert "next_day_auc" not in metadata(instance, "test_auc")

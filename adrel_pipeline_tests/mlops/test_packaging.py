@@ -26,6 +26,9 @@ from adrel_pipeline.relevance.spec import TrainSpec
 from adrel_pipeline.relevance.training import train_gat
 from adrel_pipeline_tests.conftest import sqlite_uri
 
+# Every test needs the trained, registered champion fixture and loads it (some in a fresh process).
+pytestmark = pytest.mark.slow
+
 MODEL = registry.DEFAULT_MODEL_NAME
 PACKAGE = "adrel_pipeline"
 

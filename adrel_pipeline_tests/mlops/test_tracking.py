@@ -52,6 +52,7 @@ def store(tmp_path_factory):
         yield uri, instance
 
 
+@pytest.mark.slow
 def test_run_records_params_curves_metrics_and_artifacts(store):
     uri, instance = store
     trained, evaluated = metadata(instance, "trained_gat"), metadata(instance, "test_auc")
@@ -103,6 +104,7 @@ def test_run_records_params_curves_metrics_and_artifacts(store):
         assert md.startswith("![") and "(data:image/png;base64,iVBORw0KGgo" in md
 
 
+@pytest.mark.slow
 def test_registered_champion_reproduces_the_pipelines_test_auc(store):
     uri, instance = store
     evaluated = metadata(instance, "test_auc")
@@ -127,6 +129,7 @@ def test_registered_champion_reproduces_the_pipelines_test_auc(store):
         champion.score([user_ids[0]], [10**9])
 
 
+@pytest.mark.slow
 def test_registered_model_loads_in_a_fresh_process(store):
     uri, instance = store
     code = ("import sys, mlflow.pyfunc, pandas as pd\n"
@@ -140,6 +143,7 @@ def test_registered_model_loads_in_a_fresh_process(store):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_failed_registration_leaves_registry_and_outputs_as_they_were(store, monkeypatch):
     uri, instance = store
     versions_before = {str(v.version) for v in client(uri).search_model_versions(f"name='{MODEL}'")}
@@ -193,6 +197,7 @@ sys.exit(0 if ok else 1)
 """
 
 
+@pytest.mark.slow
 def test_concurrent_trainings_share_a_fresh_sqlite_store(tmp_path):
     uri = sqlite_uri(tmp_path)
     # Both start on a store that does not exist yet: schema creation, experiment and gate all race.

@@ -87,13 +87,13 @@ class LocalArtifactIOManager(dg.IOManager):
         worlds = sorted({f or "none (written before world fingerprints)" for _, f in foreign})
         keys = [k for k, _ in foreign if k]
         which = f" partitions {keys[0]}...{keys[-1]} ({len(keys)})" if keys else ""
-        select = f"--select {name}" + (f" --partition-range {keys[0]}...{keys[-1]}" if keys else "")
+        select = f"--assets {name}" + (f" --partition-range {keys[0]}...{keys[-1]}" if keys else "")
         raise WorldMismatch(
             description=(
                 f"{name}{which} was materialized for world {', '.join(worlds)}, but this run's world is "
                 f"{self.world_fingerprint} (ADREL_WORLD, or resources.world.config in run config): values of "
                 f"two worlds must not be mixed. Rematerialize it (and what else it depends on) for this "
-                f"world first: `dagster asset materialize -m adrel_pipeline.definitions {select}` with this "
+                f"world first: `dg launch {select}` with this "
                 f"run's world, or run with the world it was made for."),
             metadata={"this_world": self.world_fingerprint, "stored_worlds": ", ".join(worlds)},
             allow_retries=False,
@@ -119,8 +119,8 @@ class LocalArtifactIOManager(dg.IOManager):
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             raise FileNotFoundError(
                 f"{len(missing)} of the {len(keys)} partitions of {name} this step reads are not materialized: "
-                f"{shown}. Backfill them first, e.g. `dagster asset materialize -m adrel_pipeline.definitions "
-                f"--select {name} --partition-range {missing[0]}...{missing[-1]}`"
+                f"{shown}. Backfill them first, e.g. `dg launch "
+                f"--assets {name} --partition-range {missing[0]}...{missing[-1]}`"
             )
         self._check_world(name, {key: fingerprint for key, (_, fingerprint) in loaded.items()})
         values = {key: value for key, (value, _) in loaded.items()}
