@@ -25,18 +25,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     event = records[0].event_log_entry.asset_materialization
     md = {k: v.value for k, v in event.metadata.items()}
-    print(f"{'partition':>18}: {event.partition}")
-    for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle",
-                "test_mrr", "oracle_mrr", "test_hits_at_100", "oracle_hits_at_100"):
-        print(f"{key:>18}: {md[key]:.4f}")
+    print(f"{'partition':>24}: {event.partition}")
+    for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle", "baseline_popularity_auc",
+                "baseline_logreg_auc", "test_mrr", "oracle_mrr", "test_hits_at_100", "oracle_hits_at_100"):
+        print(f"{key:>24}: {md[key]:.4f}")
     if "next_day_auc" in md:
-        print(f"{'next_day_auc':>18}: {md['next_day_auc']:.4f} (oracle {md['next_day_oracle_auc']:.4f}, "
+        print(f"{'next_day_auc':>24}: {md['next_day_auc']:.4f} (oracle {md['next_day_oracle_auc']:.4f}, "
               f"{int(md['next_day_pairs'])} pairs of the next day)")
     else:
-        print(f"{'next_day_auc':>18}: not yet (the next day's interactions are not materialized)")
-    print(f"{'model version':>18}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
-    print(f"{'world':>18}: {md['world_fingerprint']}")
-    print(f"{'mlflow run':>18}: {md['mlflow_run_url']}")
+        print(f"{'next_day_auc':>24}: not yet (the next day's interactions are not materialized)")
+    print(f"{'model version':>24}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
+    print(f"{'world':>24}: {md['world_fingerprint']}")
+    print(f"{'mlflow run':>24}: {md['mlflow_run_url']}")
     return 0
 
 

@@ -49,3 +49,16 @@ def auc_vs_champion(test_auc: float, champion_auc: float | None, margin: float) 
                                    f"same test split by more than {margin:.4f}", meta)
     return CheckOutcome(True, f"test AUC {_auc(test_auc)} vs champion {_auc(champion_auc)} (margin {margin:.4f})",
                         meta)
+
+
+def auc_beats_baseline(test_auc: float, baseline: str, baseline_auc: float, se_difference: float) -> CheckOutcome:
+    """A trained model that loses to counting (a simple baseline on the same pairs) by more than the
+    paired standard error has not learned what the data allows: a WARN, for a person to look at."""
+    meta: Metadata = {"test_auc": float(test_auc), "baseline_auc": float(baseline_auc), "baseline": baseline,
+                      "se_difference": float(se_difference), "difference": float(test_auc - baseline_auc)}
+    if not test_auc >= baseline_auc - se_difference:
+        return CheckOutcome(False, f"test AUC {_auc(test_auc)} is below the {baseline} baseline's "
+                                   f"{_auc(baseline_auc)} on the same pairs by more than the paired standard error "
+                                   f"{se_difference:.4f}", meta)
+    return CheckOutcome(True, f"test AUC {_auc(test_auc)} vs best baseline ({baseline}) {_auc(baseline_auc)}, "
+                              f"paired SE {se_difference:.4f}", meta)

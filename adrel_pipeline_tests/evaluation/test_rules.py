@@ -86,3 +86,11 @@ def test_model_check_spec_defaults_and_bounds():
 def test_model_check_spec_rejects_out_of_range_values(field, value, allowed):
     with pytest.raises(ValueError, match=rf"^{field}=.* out of range: .*{re.escape(allowed)}"):
         ModelCheckSpec(**{field: value})
+
+
+def test_beats_baseline_allows_one_standard_error_and_no_more():
+    assert_passes(v.auc_beats_baseline(0.70, "logreg", 0.70, 0.0))
+    assert_passes(v.auc_beats_baseline(0.695, "logreg", 0.70, 0.01))
+    outcome = v.auc_beats_baseline(0.68, "logreg", 0.70, 0.01)
+    assert_fails(outcome, "below the logreg baseline's 0.7000", "paired standard error 0.0100")
+    assert_scalar_metadata(outcome)

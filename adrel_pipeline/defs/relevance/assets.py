@@ -177,6 +177,9 @@ MODEL_CHECKS = [
           "errors (DeLong) of their difference: above the ceiling means leakage."),
     Check("no_worse_than_champion",
           "The test AUC trails the champion's on the same test split by at most champion_margin.", blocking=False),
+    Check("beats_baselines",
+          "The test AUC is not below the best simple baseline's (popularity, logistic regression on observed "
+          "features) on the same pairs by more than the paired standard error.", blocking=False),
 ]
 
 
@@ -204,6 +207,7 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     """
     import torch
 
+    from adrel_pipeline.evaluation.baselines import baseline_scores
     from adrel_pipeline.evaluation.metrics import auc, model_score_matrix, paired_auc, ranking_metrics, roc_curve
     from adrel_pipeline.evaluation.plots import markdown_image, roc_png
     from adrel_pipeline.graph.build import USER_AD
@@ -231,8 +235,15 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     metrics |= {f"oracle_{k}": oracle_metrics[k] for k in RANKING_KEYS}
     if next_day is not None:
         metrics |= _next_day_metrics(model, link_split, next_day, world, users, items)
+    baselines = baseline_scores(link_split, pairs, train_labels, world.seed)
+    metrics |= {f"baseline_{name}_auc": auc(labels, b) for name, b in baselines.items()}
+    best = max(baselines, key=lambda name: metrics[f"baseline_{name}_auc"])
+    versus_best = paired_auc(labels, scores, baselines[best])
+    metrics["test_auc_minus_best_baseline_se"] = versus_best.se_difference
     roc = roc_png({"GAT": (*roc_curve(labels, scores), metrics["test_auc"]),
-                   "oracle": (*roc_curve(labels, oracle_metrics["test_scores"]), metrics["oracle_auc"])},
+                   "oracle": (*roc_curve(labels, oracle_metrics["test_scores"]), metrics["oracle_auc"]),
+                   **{f"baseline: {name}": (*roc_curve(labels, b), metrics[f"baseline_{name}_auc"])
+                      for name, b in baselines.items()}},
                   title=f"test ROC ({labels.numel()} pairs)")
     outcomes = {
         "test_auc_above_chance": rules.auc_above_chance(metrics["test_auc"], bounds.min_test_auc),
@@ -279,6 +290,8 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     context.log.info(f"{name} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
     outcomes["no_worse_than_champion"] = rules.auc_vs_champion(
         metrics["test_auc"], promotion.champion_test_auc, bounds.champion_margin)
+    outcomes["beats_baselines"] = rules.auc_beats_baseline(metrics["test_auc"], best, versus_best.auc_b,
+                                                            versus_best.se_difference)
     extra = {} if promotion.champion_test_auc is None else {"champion_test_auc": promotion.champion_test_auc}
     yield from checks.emit(dg.Output({**metrics, **extra}, metadata={
         **{k: float(v) for k, v in metrics.items()},
