@@ -95,12 +95,15 @@ def test_outputs_are_parquet_and_weights_only_torch(instance):
 
 
 @pytest.mark.slow
-def test_every_check_ran_and_passed(instance):
-    checks = list(defs.resolve_asset_graph().asset_check_keys)
+def test_every_check_ran_and_every_blocking_check_passed(instance):
+    graph = defs.resolve_asset_graph()
+    checks = list(graph.asset_check_keys)
     assert len(checks) >= 12
     for key in checks:
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-        assert record.status.value == "SUCCEEDED", (key, record.event.dagster_event.event_specific_data)
+        assert record is not None and record.status.value in ("SUCCEEDED", "FAILED"), key
+        if graph.get_check_spec(key).blocking:
+            assert record.status.value == "SUCCEEDED", (key, record.event.dagster_event.event_specific_data)
 
 
 @pytest.mark.slow
