@@ -111,8 +111,8 @@ def test_registered_champion_reproduces_the_pipelines_test_auc(store):
     assert alias_version(uri, registry.CHAMPION) == str(evaluated["mlflow_model_version"])
 
     champion = load_champion(uri)
-    split = torch.load(Path(instance.storage_directory()) / "link_split" / f"{DAY}.pt", weights_only=True)
-    test = split["test"]["__heterodata__"]
+    split = serialization.load(Path(instance.storage_directory()) / "link_split" / f"{DAY}.pt")
+    test = split["test"]
     pairs = test[USER_AD]["edge_label_index"]
     user_ids = test[USER]["node_id"][pairs[0]].tolist()
     ad_ids = test[AD]["node_id"][pairs[1]].tolist()
