@@ -26,11 +26,12 @@ STEP = re.compile(r'STEP_SUCCESS - Finished execution of step "(\w+)" in ([\d.]+
 
 
 COMMANDS = {
-    "world + 7 days (backfill)": ["--select", "users,items,interaction_edges",
+    "world + 7 days (backfill)": ["--assets", "users,items,interaction_edges",
                                   "--partition-range", "2026-01-01...2026-01-07"],
-    "model of 2026-01-07": ["--select", "hetero_graph*", "--partition", "2026-01-07"],
+    "model of 2026-01-07": ["--assets", "hetero_graph*", "--partition", "2026-01-07"],
 }
-CONFIG = Path(__file__).resolve().parents[1] / "config" / "dagster.yaml"
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "dagster.yaml"
 
 
 def run_once(world: dict, epochs: int | None, tracking_uri: str) -> tuple[dict, dict, float, Path]:
@@ -48,11 +49,11 @@ def run_once(world: dict, epochs: int | None, tracking_uri: str) -> tuple[dict, 
             cfg.write_text("\n".join(lines[:3]) + "\n" if world else "{}\n")
         else:
             cfg = config
-        cmd = ["/usr/bin/time", "-v", str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-               "-m", "adrel_pipeline.definitions", *args, "-c", str(cfg)]
+        cmd = ["/usr/bin/time", "-v", str(Path(sys.executable).parent / "dg"), "launch", *args, "-c", str(cfg)]
         start = time.perf_counter()
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
-                              env={**os.environ, "DAGSTER_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri})
+                              env={**os.environ, "DAGSTER_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri,
+                                   "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}, cwd=REPO)
         walls[name] = time.perf_counter() - start
         out = proc.stdout + proc.stderr
         if proc.returncode:
@@ -75,7 +76,7 @@ def main() -> None:
 
     tracking_uri = f"sqlite:///{tempfile.mkdtemp(prefix='adrel-bench-mlflow-')}/mlflow.db"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import sys; from adrel_pipeline.tracking import connect; connect(sys.argv[1], 'adrel')",
+    subprocess.run([sys.executable, "-c", "import sys; from adrel_pipeline.mlops.store import connect; connect(sys.argv[1], 'adrel')",
                     tracking_uri], check=True, capture_output=True)
     print(f"new MLflow store (schema + experiment, incl. interpreter start): {time.perf_counter() - start:.1f} s")
 

@@ -76,13 +76,20 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
         resolved = {"world": world.spec().as_dict(), "split": link_split["spec"], "train": spec.as_dict()}
         store.log_params(resolved)
 
+        epochs: list[dict] = []
+
         def on_epoch(row: dict) -> None:
-            store.log_metrics({k: row[k] for k in ("train_loss", "train_auc", "val_auc")}, step=row["epoch"])
+            epochs.append(row)
             if row["epoch"] == 1 or row["epoch"] % 5 == 0:
                 context.log.info(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
                                  f"train_auc={row['train_auc']:.4f} val_auc={row['val_auc']:.4f}")
 
-        result = train_gat(link_split, spec, on_epoch=on_epoch)
+        try:
+            result = train_gat(link_split, spec, on_epoch=on_epoch)
+        finally:
+            # The curves in one write, also those of a training that failed half-way.
+            store.log_curves({k: [row[k] for row in epochs] for k in ("epoch", "train_loss", "train_auc", "val_auc")},
+                             ("train_loss", "train_auc", "val_auc"))
         n_params = sum(v.numel() for v in result.checkpoint["state_dict"].values())
         summary = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                    "best_val_auc": result.best_val_auc, "train_seconds": round(result.seconds, 2),
