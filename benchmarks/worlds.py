@@ -20,14 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adrel_pipeline.evaluation.baselines import baseline_scores  # noqa: E402
-from adrel_pipeline.evaluation.metrics import auc, oracle_scores, paired_auc  # noqa: E402
-from adrel_pipeline.graph.build import USER_AD, build_hetero_graph  # noqa: E402
-from adrel_pipeline.graph.spec import SplitSpec  # noqa: E402
-from adrel_pipeline.graph.split import split_links  # noqa: E402
-from adrel_pipeline.relevance.spec import TrainSpec  # noqa: E402
-from adrel_pipeline.relevance.training import predict, train_eval_pairs, train_gat  # noqa: E402
-from adrel_pipeline.world import WorldSpec, generate_interactions, generate_items, generate_users, window  # noqa: E402
+from adrel_pipeline.evaluation.baselines import baseline_scores
+from adrel_pipeline.evaluation.metrics import auc, oracle_scores, paired_auc
+from adrel_pipeline.graph.build import USER_AD, build_hetero_graph
+from adrel_pipeline.graph.spec import SplitSpec
+from adrel_pipeline.graph.split import split_links
+from adrel_pipeline.relevance.spec import TrainSpec
+from adrel_pipeline.relevance.training import predict, train_eval_pairs, train_gat
+from adrel_pipeline.world import WorldSpec, generate_interactions, generate_items, generate_users, window
 
 WORLDS = {
     "default": {},

@@ -157,11 +157,6 @@ def ranking_metrics(
     return out
 
 
-def model_score_matrix(z: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Score matrix of a dot-product model from its user and ad embeddings (logits: same order)."""
-    return lambda user_index: z[USER][user_index] @ z[AD].T
-
-
 def oracle_score_matrix(spec: WorldSpec, users: pl.DataFrame, items: pl.DataFrame,
                         data: HeteroData) -> Callable[[torch.Tensor], torch.Tensor]:
     """Score matrix of the generator's true interaction probabilities."""

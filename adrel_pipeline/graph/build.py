@@ -22,6 +22,10 @@ USER_AD = (USER, "to", AD)
 AD_USER = (AD, "rev_to", USER)
 USER_NON_AD = (USER, "to", NON_AD)
 NON_AD_USER = (NON_AD, "rev_to", USER)
+# User features are [age group, main interest] one-hots, ad features the category one-hot. Interest
+# and category share one vocabulary: (user column, ad column, width) of the aligned one-hots, whose
+# product is the "interest = category" cross feature.
+CROSS_COLUMNS = (len(AGE_GROUPS), 0, len(INTERESTS))
 
 
 def one_hot(values: pl.Series, vocabulary: tuple[str, ...]) -> torch.Tensor:

@@ -26,6 +26,8 @@ class TrainSpec:
     lr: float = param(0.01, "Adam learning rate.", low=0.0, high=1.0, low_open=True)
     weight_decay: float = param(0.0, "Adam weight decay.", low=0.0, high=1.0)
     patience: int = param(5, "Stop after this many epochs without a better val AUC.", integer=True, low=1)
+    ema_decay: float = param(0.9, "Decay of the moving average of the weights that is evaluated and kept.",
+                             low=0.0, high=1.0, high_open=True)
     seed: int = param(0, "Seed of the weights and negatives (the world's seed).", integer=True, low=0, high=MAX_SEED)
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import HeteroData
 
 from adrel_pipeline.evaluation.metrics import auc
@@ -71,12 +72,40 @@ def train_eval_pairs(train: HeteroData, seed: int) -> tuple[torch.Tensor, torch.
     return torch.cat([pos, neg], dim=1), torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])])
 
 
+def fit_wide(model: AdRelevanceModel, train: HeteroData, pairs: torch.Tensor, labels: torch.Tensor,
+             max_iter: int = 100) -> float:
+    """Fit the wide part alone (a convex logistic regression) to convergence with L-BFGS, on the
+    train graph's supervision pairs; returns the final training loss."""
+    model.use_encoder = False
+    model.train()
+    embedded = model.embed(train)
+    optimizer = torch.optim.LBFGS(model.wide_parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(model.decode(embedded, pairs), labels)
+        loss.backward()
+        return loss
+
+    loss = optimizer.step(closure)
+    model.use_encoder = True
+    return float(loss.detach())
+
+
 def train_gat(
     split: dict[str, HeteroData],
     spec: TrainSpec,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train on ``split['train']``, early-stop on ``split['val']`` AUC, return the best epoch's weights."""
+    """Train on ``split['train']``, early-stop on ``split['val']`` AUC, return the best epoch's weights.
+
+    Two stages. Epoch 0 fits the wide part alone (:func:`fit_wide`), with the GAT gated off: the
+    model starts where a logistic regression on the same features ends. Then the GAT and its gate
+    train (the wide part frozen) with Adam, fresh supervision edges and negatives every epoch and
+    an exponential moving average of the weights (``ema_decay``), early-stopping on validation
+    AUC. The best validation epoch is kept, epoch 0 included: the GAT enters the model only as
+    far as it helps on held-out links.
+    """
     start = time.perf_counter()
     train, val = split["train"], split["val"]
     generator = torch.Generator().manual_seed(spec.seed)
@@ -86,8 +115,24 @@ def train_gat(
         model = AdRelevanceModel(GATConfig.for_graph(
             train, hidden_channels=spec.hidden_channels, out_channels=spec.out_channels, heads=spec.heads,
             dropout=spec.dropout))
-        optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        val_label = val[USER_AD].edge_label
+        history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "train_auc": [], "val_auc": []}
 
+        def record(row: dict) -> None:
+            for k, v in row.items():
+                history[k].append(v)
+            if on_epoch is not None:
+                on_epoch(row)
+
+        pairs, labels = train_eval_pairs(train, spec.seed)
+        loss = fit_wide(model, train, pairs, labels)
+        val_auc = auc(val_label, predict(model, val))
+        record({"epoch": 0, "train_loss": loss, "train_auc": auc(labels, predict(model, train, pairs)),
+                "val_auc": val_auc})
+        best = (val_auc, 0, model_checkpoint(model))
+
+        optimizer = torch.optim.Adam(model.deep_parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema_decay))
         # Every train edge, message passing and supervision alike. Each epoch re-draws which of
         # them are supervised (hidden from message passing) at the split's ratio, so the model
         # learns from all of them without ever being scored on an edge it can see.
@@ -95,10 +140,6 @@ def train_gat(
         num_sup = train[USER_AD].edge_label_index.shape[1]
         num_users, num_ads = train[USER].num_nodes, train[AD].num_nodes
         target = torch.cat([torch.ones(num_sup), torch.zeros(num_sup)])
-        val_label = val[USER_AD].edge_label
-
-        history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "train_auc": [], "val_auc": []}
-        best = (-1.0, 0, model_checkpoint(model))
         for epoch in range(1, spec.epochs + 1):
             perm = torch.randperm(pool.shape[1], generator=generator)
             pos = pool[:, perm[:num_sup]]
@@ -111,19 +152,16 @@ def train_gat(
             loss = F.binary_cross_entropy_with_logits(logits, target)
             loss.backward()
             optimizer.step()
+            averaged.update_parameters(model)
 
-            val_auc = auc(val_label, predict(model, val))
-            row = {"epoch": epoch, "train_loss": loss.item(), "train_auc": auc(target, logits.detach()),
-                   "val_auc": val_auc}
-            for k, v in row.items():
-                history[k].append(v)
-            if on_epoch is not None:
-                on_epoch(row)
+            val_auc = auc(val_label, predict(averaged.module, val))
+            record({"epoch": epoch, "train_loss": loss.item(), "train_auc": auc(target, logits.detach()),
+                    "val_auc": val_auc})
             if val_auc > best[0]:
-                best = (val_auc, epoch, model_checkpoint(model))
+                best = (val_auc, epoch, model_checkpoint(averaged.module))
             elif epoch - best[1] >= spec.patience:
                 break
 
     return TrainResult(checkpoint=best[2], history=history, best_epoch=best[1], best_val_auc=best[0],
-                       epochs_run=len(history["epoch"]), seconds=time.perf_counter() - start,
+                       epochs_run=len(history["epoch"]) - 1, seconds=time.perf_counter() - start,
                        spec=spec.as_dict())

@@ -68,11 +68,12 @@ def test_run_records_params_curves_metrics_and_artifacts(store):
                 **{f"train.{k}": v for k, v in TrainGATConfig(epochs=12).spec(seed=SMALL_WORLD["seed"]).as_dict().items()}}
     assert run.data.params == {k: str(v) for k, v in expected.items()}
 
-    # Per-epoch curves, one point per epoch run; the kept model's evaluation one step after.
+    # Per-epoch curves, one point per epoch run (epoch 0: the wide part alone); the kept model's evaluation
+    # one step after.
     epochs_run = trained["epochs_run"]
     for key, extra in (("train_loss", []), ("train_auc", [epochs_run + 1]), ("val_auc", [epochs_run + 1])):
         history = client(uri).get_metric_history(run_id, key)
-        assert sorted(m.step for m in history) == list(range(1, epochs_run + 1)) + extra, key
+        assert sorted(m.step for m in history) == list(range(epochs_run + 1)) + extra, key  # 0: the wide fit
     val_curve = {m.step: m.value for m in client(uri).get_metric_history(run_id, "val_auc")}
     assert val_curve[trained["best_epoch"]] == pytest.approx(evaluated["val_auc"], abs=1e-12)
 
@@ -212,6 +213,10 @@ def test_concurrent_trainings_share_a_fresh_sqlite_store(tmp_path):
     versions = mlflow_client.search_model_versions(f"name='{MODEL}'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]
     assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
-    # Whichever registered first, the gate ran serialised: the better model is champion.
-    best = max(runs, key=lambda r: r.data.metrics["test_auc"])
-    assert mlflow_client.get_model_version_by_alias(MODEL, registry.CHAMPION).run_id == best.info.run_id
+    # Whichever registered first, the gate ran serialised: the second saw the first as champion,
+    # compared with it, and the alias follows that decision.
+    first, second = (mlflow_client.get_model_version(MODEL, v) for v in ("1", "2"))
+    assert first.tags["promotion"] == registry.CHAMPION and first.tags["previous_champion"] == ""
+    assert second.tags["previous_champion"] == "1" and "champion_test_auc" in second.tags
+    expected = "2" if second.tags["promotion"] == registry.CHAMPION else "1"
+    assert str(mlflow_client.get_model_version_by_alias(MODEL, registry.CHAMPION).version) == expected

@@ -50,8 +50,11 @@ def test_training_learns_but_stays_below_oracle(spec, world, split, trained):
     oracle = oracle_auc(spec, users, items, split["test"])
     assert test_auc > 0.6, "model failed to learn"
     assert test_auc <= oracle + 0.03, "test AUC above the Bayes ceiling: leakage"
-    assert trained.history["val_auc"][trained.best_epoch - 1] == trained.best_val_auc == max(trained.history["val_auc"])
-    assert trained.history["train_loss"][-1] < trained.history["train_loss"][0]
+    history = trained.history
+    assert history["val_auc"][history["epoch"].index(trained.best_epoch)] == trained.best_val_auc \
+        == max(history["val_auc"])
+    # Epoch 0 is the wide part alone, fitted before the GAT trains: already far above chance.
+    assert history["epoch"][:2] == [0, 1] and history["val_auc"][0] > 0.6
 
 
 def test_training_is_deterministic(split, trained):

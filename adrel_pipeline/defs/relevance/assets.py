@@ -215,7 +215,7 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     import torch
 
     from adrel_pipeline.evaluation.baselines import baseline_scores
-    from adrel_pipeline.evaluation.metrics import auc, model_score_matrix, paired_auc, ranking_metrics, roc_curve
+    from adrel_pipeline.evaluation.metrics import auc, paired_auc, ranking_metrics, roc_curve
     from adrel_pipeline.evaluation.plots import markdown_image, roc_png
     from adrel_pipeline.graph.build import USER_AD
     from adrel_pipeline.relevance.model import load_model
@@ -237,7 +237,8 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     }
     metrics["auc_to_oracle"] = metrics["test_auc"] / metrics["oracle_auc"]
     with torch.no_grad(), deterministic():
-        ranking = ranking_metrics(test, model_score_matrix(model.embed(test)))
+        embedded = model.embed(test)
+        ranking = ranking_metrics(test, lambda users: model.score_matrix(embedded, users))
     metrics |= {f"test_{k}": ranking[k] for k in RANKING_KEYS}
     metrics |= {f"oracle_{k}": oracle_metrics[k] for k in RANKING_KEYS}
     if next_day is not None:
