@@ -157,3 +157,19 @@ def test_next_day_auc_is_reported_once_the_next_day_exists(store):
     md = metadata(instance, "test_auc")
     assert md["next_day_pairs"] > 0
     assert 0.5 < md["next_day_auc"] <= 1 and 0.5 < md["next_day_oracle_auc"] <= 1
+
+
+@pytest.mark.slow
+def test_a_champion_this_code_cannot_load_is_left_for_a_person(store, monkeypatch):
+    instance, uri = store
+    from adrel_pipeline.mlops import packaging
+
+    def old_code(model_uri):
+        raise ModuleNotFoundError("No module named 'adrel_pipeline.model'")
+
+    monkeypatch.setattr(packaging, "load_pyfunc", old_code)
+    assert materialize(instance, uri, selection=["trained_gat", "test_auc"]).success
+    md = metadata(instance, "test_auc")
+    assert md["promotion"] == CHALLENGER and "cannot be loaded by this code" in md["promotion_reason"]
+    assert "champion_test_auc" not in md
+    assert str(MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(MODEL, CHAMPION).version) == "1"

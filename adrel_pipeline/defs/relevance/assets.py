@@ -144,7 +144,10 @@ def _champion_comparison(test, scores):
     labels = test[USER_AD].edge_label
 
     def compare(champion_version: str, model_uri: str) -> tuple[Comparison | None, str]:
-        champion = packaging.load_pyfunc(model_uri).model
+        try:
+            champion = packaging.load_pyfunc(model_uri).model
+        except Exception as err:  # noqa: BLE001 - a version registered by older code may fail in any way
+            return None, f"it cannot be loaded by this code ({type(err).__name__}: {err})"
         why = champion.config.mismatch(test)
         if why:
             return None, why
