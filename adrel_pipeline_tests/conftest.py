@@ -1,5 +1,6 @@
 import datetime as dt
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,19 @@ def materialize_week(instance, tracking_uri, world=SMALL_WORLD, **kwargs):
     if not first.success:
         return first, None
     return first, materialize(instance, tracking_uri, world=world, **kwargs)
+
+
+@contextmanager
+def week_in_a_fresh_store(folder: Path):
+    """A fresh Dagster instance and sqlite MLflow store (in ``folder``) with ``materialize_week`` done:
+    ``(instance, tracking_uri)``."""
+    import dagster as dg
+
+    uri = sqlite_uri(folder)
+    with dg.instance_for_test() as instance:
+        world, model = materialize_week(instance, uri)
+        assert world.success and model.success
+        yield instance, uri
 
 
 def failure_messages(result) -> list[str]:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from adrel_pipeline.world import WorldSpec
@@ -15,9 +14,8 @@ from adrel_pipeline_tests.conftest import (
     WEEK,
     failure_messages,
     materialize,
-    materialize_week,
     metadata,
-    sqlite_uri,
+    week_in_a_fresh_store,
 )
 
 DAY = WEEK[-1].isoformat()
@@ -63,11 +61,8 @@ def test_the_fingerprint_is_a_hash_of_the_full_spec():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    uri = sqlite_uri(tmp_path_factory.mktemp("mlflow"))
-    with dg.instance_for_test() as instance:
-        world, model = materialize_week(instance, uri)
-        assert world.success and model.success
-        yield instance, uri
+    with week_in_a_fresh_store(tmp_path_factory.mktemp("mlflow")) as store:
+        yield store
 
 
 @pytest.mark.slow

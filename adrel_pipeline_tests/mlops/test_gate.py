@@ -2,7 +2,6 @@
 backfills and ties. Each test builds its own store: they pass alone and in any order
 (``pytest -p random_order --random-order adrel_pipeline_tests/mlops/test_gate.py``)."""
 
-import dagster as dg
 import polars as pl
 import pytest
 import torch
@@ -13,7 +12,7 @@ from adrel_pipeline.graph.split import next_day_pairs
 from adrel_pipeline.mlops.promotion import CHALLENGER, CHAMPION, NO_ALIAS, Comparison, decide
 from adrel_pipeline.mlops.registry import DEFAULT_MODEL_NAME as MODEL
 from adrel_pipeline.world import WorldSpec, generate_day
-from adrel_pipeline_tests.conftest import SMALL_WORLD, WEEK, materialize, materialize_week, metadata, sqlite_uri
+from adrel_pipeline_tests.conftest import SMALL_WORLD, WEEK, materialize, metadata, week_in_a_fresh_store
 
 DAY = WEEK[-1].isoformat()
 
@@ -91,11 +90,8 @@ def registry_state(uri):
 
 @pytest.fixture
 def store(tmp_path):
-    uri = sqlite_uri(tmp_path)
-    with dg.instance_for_test() as instance:
-        world, model = materialize_week(instance, uri)
-        assert world.success and model.success
-        yield instance, uri
+    with week_in_a_fresh_store(tmp_path) as store:
+        yield store
 
 
 @pytest.mark.slow
