@@ -34,8 +34,10 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 ## The default world end to end on a fresh instance: users, items and a week of daily
 ## interactions in one run, the model of the week's last day; then print its AUCs.
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(DG) launch --assets users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY)
-	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY)
+	@echo "== users, items and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
+	$(DG) launch --assets users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
+	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
+	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
 	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY)
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
