@@ -19,24 +19,19 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from adrel_pipeline.graph.build import AD, USER, USER_AD
-from adrel_pipeline.world.spec import AGE_GROUPS, INTERESTS
+from adrel_pipeline.graph.build import AD, USER, USER_AD, in_degree, interest_matches_category
+from adrel_pipeline.world.spec import AGE_GROUPS
 
 BASELINES = ("popularity", "logreg")
 
 
-def node_degrees(graph: HeteroData, node_type: str) -> torch.Tensor:
-    """Degree of every ``node_type`` node over all message-passing edge types pointing at it."""
-    degree = torch.zeros(graph[node_type].num_nodes)
-    for (_, _, dst), edge_index in graph.edge_index_dict.items():
-        if dst == node_type:
-            degree += torch.bincount(edge_index[1], minlength=degree.numel()).float()
-    return degree
+def _degrees(graph: HeteroData, node_type: str) -> torch.Tensor:
+    return in_degree(graph.edge_index_dict, node_type, graph[node_type].num_nodes)
 
 
 def popularity_scores(graph: HeteroData, pairs: torch.Tensor) -> np.ndarray:
     """User degree × ad degree of each (user, ad) node-index pair in ``graph``."""
-    return (node_degrees(graph, USER)[pairs[0]] * node_degrees(graph, AD)[pairs[1]]).numpy().astype(np.float64)
+    return (_degrees(graph, USER)[pairs[0]] * _degrees(graph, AD)[pairs[1]]).numpy().astype(np.float64)
 
 
 def pair_features(graph: HeteroData, pairs: torch.Tensor) -> np.ndarray:
@@ -46,12 +41,10 @@ def pair_features(graph: HeteroData, pairs: torch.Tensor) -> np.ndarray:
     category one-hot (:func:`adrel_pipeline.graph.build.build_hetero_graph`).
     """
     user_x, ad_x = graph[USER].x[pairs[0]], graph[AD].x[pairs[1]]
-    n_age = len(AGE_GROUPS)
-    interest = user_x[:, n_age:n_age + len(INTERESTS)]
-    match = (interest * ad_x[:, :len(INTERESTS)]).sum(dim=1, keepdim=True)
-    degrees = torch.stack([torch.log1p(node_degrees(graph, USER)[pairs[0]]),
-                           torch.log1p(node_degrees(graph, AD)[pairs[1]])], dim=1)
-    return torch.cat([degrees, match, user_x[:, :n_age]], dim=1).numpy().astype(np.float64)
+    degrees = torch.stack([torch.log1p(_degrees(graph, USER)[pairs[0]]),
+                           torch.log1p(_degrees(graph, AD)[pairs[1]])], dim=1)
+    match = interest_matches_category(user_x, ad_x)
+    return torch.cat([degrees, match, user_x[:, :len(AGE_GROUPS)]], dim=1).numpy().astype(np.float64)
 
 
 @dataclass

@@ -28,6 +28,23 @@ NON_AD_USER = (NON_AD, "rev_to", USER)
 CROSS_COLUMNS = (len(AGE_GROUPS), 0, len(INTERESTS))
 
 
+def in_degree(edge_index_dict: dict, node_type: str, num_nodes: int) -> torch.Tensor:
+    """Each ``node_type`` node's degree over every edge type pointing at it (organic ones included)."""
+    degree = torch.zeros(num_nodes)
+    for (_, _, dst), edge_index in edge_index_dict.items():
+        if dst == node_type:
+            degree += torch.bincount(edge_index[1], minlength=num_nodes).float()
+    return degree
+
+
+def interest_matches_category(user_x: torch.Tensor, ad_x: torch.Tensor,
+                              columns: tuple[int, int, int] = CROSS_COLUMNS) -> torch.Tensor:
+    """``[N, 1]``: 1 where a user's main interest is the paired ad's category (rows aligned), from
+    the aligned one-hot ``columns`` (user column, ad column, width) of their features."""
+    user_col, ad_col, width = columns
+    return (user_x[:, user_col:user_col + width] * ad_x[:, ad_col:ad_col + width]).sum(dim=1, keepdim=True)
+
+
 def one_hot(values: pl.Series, vocabulary: tuple[str, ...]) -> torch.Tensor:
     """One-hot rows over a fixed vocabulary, so columns never depend on which values occur."""
     codes = values.cast(pl.Enum(vocabulary)).to_physical().to_numpy().astype(np.int64)

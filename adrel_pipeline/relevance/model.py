@@ -37,7 +37,15 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATConv
 
-from adrel_pipeline.graph.build import AD, AD_USER, CROSS_COLUMNS, USER, USER_AD
+from adrel_pipeline.graph.build import (
+    AD,
+    AD_USER,
+    CROSS_COLUMNS,
+    USER,
+    USER_AD,
+    in_degree,
+    interest_matches_category,
+)
 
 EdgeType = tuple[str, str, str]
 # The edge types attention runs over; every edge type still counts toward node degrees.
@@ -92,14 +100,8 @@ class GATConfig:
 def with_log_degree(x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
     """Append ``log1p(in-degree)`` over all incoming edge types (organic ones included) to every
     node type's features. Not standardised: see the module docstring."""
-    out = {}
-    for node_type, x in x_dict.items():
-        degree = torch.zeros(x.shape[0])
-        for (_, _, dst), edge_index in edge_index_dict.items():
-            if dst == node_type:
-                degree += torch.bincount(edge_index[1], minlength=x.shape[0]).float()
-        out[node_type] = torch.cat([x, torch.log1p(degree).unsqueeze(1)], dim=1)
-    return out
+    return {t: torch.cat([x, torch.log1p(in_degree(edge_index_dict, t, x.shape[0])).unsqueeze(1)], dim=1)
+            for t, x in x_dict.items()}
 
 
 class AdRelevanceGAT(torch.nn.Module):
@@ -145,8 +147,7 @@ class AdRelevanceModel(torch.nn.Module):
 
     def decode(self, e: dict, pairs: Tensor) -> Tensor:
         xu, xa = e["x"][USER][pairs[0]], e["x"][AD][pairs[1]]
-        user_col, ad_col, width = self.config.cross_columns
-        cross = (xu[:, user_col:user_col + width] * xa[:, ad_col:ad_col + width]).sum(dim=1, keepdim=True)
+        cross = interest_matches_category(xu, xa, self.config.cross_columns)
         logit = self.wide(torch.cat([xu[:, -1:], xa[:, -1:], cross], dim=1)).squeeze(-1)  # log-degrees are last
         if e["z"] is None:
             return logit

@@ -72,7 +72,7 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
     description = (f"Trained by Dagster run [{dagster_run[:8]}]({mlflow.dagster_run_url(dagster_run)}), "
                    f"asset `{context.asset_key.to_user_string()}`.")
     with store.run(mlflow.experiment_id, run_name=f"trained_gat-{dagster_run[:8]}",
-                      tags=mlflow.dagster_tags(context), description=description) as run_id:
+                   tags=mlflow.dagster_tags(context), description=description) as run_id:
         resolved = {"world": world.spec().as_dict(), "split": link_split["spec"], "train": spec.as_dict()}
         store.log_params(resolved)
 
@@ -98,10 +98,10 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
         curves = learning_curves_png(result.history, result.best_epoch)
         store.log_bytes(curves, "plots/learning_curves.png")
         store.log_dict({**resolved, "model": result.checkpoint["config"], "code_version": TRAINED_GAT_VERSION},
-                          "config.json")
+                       "config.json")
         store.log_dict(split_summary(link_split), "split_stats.json")
         logged = packaging.log_model(result.checkpoint, without_labels(link_split["test"]),
-                                    _input_example(link_split["test"]))
+                                     _input_example(link_split["test"]))
 
     record = {"run_id": run_id, "experiment_id": mlflow.experiment_id,
               "model_uri": logged.model_uri, "model_id": logged.model_id or ""}
