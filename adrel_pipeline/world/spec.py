@@ -49,6 +49,28 @@ class WorldSpec:
         integer=True, low=1)
     main_interest_prob: float = param(
         0.4 / 1.4, "Probability that an interaction is forced to the user's main interest.", low=0.0, high=1.0)
+    # The latent taste: shapes organic interactions only (never ads, never a raw feature).
+    taste_dim: int = param(8, "Dimension of the users' latent taste (unit vectors).", integer=True, low=1, high=64)
+    num_styles: int = param(32, "Latent styles of organic pins, each with a prototype taste.",
+                            integer=True, low=1, high=10_000)
+    taste_strength: float = param(
+        4.0, "How strongly taste steers organic picks: weight exp(taste_strength * taste . style prototype) "
+             "(0: taste plays no part).", low=0.0, high=50.0)
+    popularity_exponent: float = param(
+        1.0, "Zipf exponent of organic-pin popularity within each (category, style) cell (0: all equal).",
+        low=0.0, high=5.0)
+    # Advertisers and their seed lists: the audience-expansion truth.
+    num_advertisers: int = param(40, "Advertisers, each with a true audience and a seed list.",
+                                 integer=True, low=1, high=100_000)
+    smallest_seed_fraction: float = param(
+        0.003, "Smallest seed-list bucket, as a share of num_users (at least 10 users).",
+        low=0.0, high=1.0, low_open=True, high_open=True)
+    largest_seed_fraction: float = param(
+        0.3, "Largest seed-list bucket, as a share of num_users (at most half of them).",
+        low=0.0, high=1.0, low_open=True, high_open=True)
+    num_seed_buckets: int = param(
+        5, "Seed-list size buckets, geometrically spaced from the smallest to the largest.",
+        integer=True, low=1, high=50)
 
     def __post_init__(self) -> None:
         check_ranges(self, WorldConfigError)
@@ -62,6 +84,11 @@ class WorldSpec:
             raise WorldConfigError(out_of_range("num_interactions", self.num_interactions,
                                                 f"an integer >= num_users={self.num_users}")
                                    + " (at least one interaction per user)")
+        if self.smallest_seed_fraction > self.largest_seed_fraction:
+            raise WorldConfigError(
+                f"smallest_seed_fraction={self.smallest_seed_fraction!r} is above "
+                f"largest_seed_fraction={self.largest_seed_fraction!r}: the smallest seed-list bucket "
+                f"must be at most the largest")
 
     @property
     def num_ads(self) -> int:

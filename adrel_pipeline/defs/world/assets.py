@@ -49,7 +49,8 @@ USER_CHECKS = [
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, code_version=asset_code_version("users"),
                              check_specs=checks.specs("users", USER_CHECKS))
 def users(world: WorldResource):
-    """One row per user: age group, main interest, and the latent ``true_activity`` (never a feature)."""
+    """One row per user: age group, main interest, and the latent ``true_activity`` and ``taste``
+    (the generator's truth, never features: taste shapes organic interactions and audiences)."""
     df = generate_users(world.spec())
     yield from checks.emit(dg.Output(df, metadata={
         **table_metadata(df),
@@ -72,7 +73,8 @@ ITEM_CHECKS = [
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, code_version=asset_code_version("items"),
                              check_specs=checks.specs("items", ITEM_CHECKS))
 def items(world: WorldResource):
-    """One row per item (organic pin or ad) with its category."""
+    """One row per item (organic pin or ad) with its category, and the latent ``style`` and
+    ``popularity`` that steer organic interactions (never features)."""
     df = generate_items(world.spec())
     yield from checks.emit(dg.Output(df, metadata={
         **table_metadata(df),
