@@ -13,6 +13,8 @@ DG := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/dg
 # The default run: the first week of days, and the model of its last day (a full 7-day window).
 FIRST_DAY := 2026-01-01
 RUN_DAY := 2026-01-07
+# The universal user embeddings (audience group) learn from the same week.
+export ADREL_EMBEDDING_DAY ?= $(RUN_DAY)
 
 .PHONY: install check run test test-fast ui mlflow-ui bench clean
 
@@ -31,14 +33,19 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
-## The default world end to end on a fresh instance: users, items and a week of daily
-## interactions in one run, the model of the week's last day; then print its AUCs.
+## The default world end to end on a fresh instance: users, items, advertisers and a week of daily
+## interactions in one run, the model of the week's last day; then print its AUCs. Then the
+## audience group: user embeddings and every advertiser's seed list, models and expansion in one
+## run; then print the per-method, per-bucket table.
 run: install $(DAGSTER_HOME)/dagster.yaml
-	@echo "== users, items and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
-	$(DG) launch --assets users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
+	@echo "== users, items, advertisers and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
+	$(DG) launch --assets users,items,advertisers,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
 	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
 	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
 	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY)
+	@echo "== audience expansion: user embeddings, then every advertiser's seed list, models and expansion (one run)"
+	$(DG) launch --assets 'user_embeddings,seed_lists*' --partition-range $$($(PY) -m adrel_pipeline.defs.report --advertiser-range) -c config/console-info.yaml
+	$(PY) -m adrel_pipeline.defs.report --audience
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
 check: install $(DAGSTER_HOME)/dagster.yaml

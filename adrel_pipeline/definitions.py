@@ -1,5 +1,6 @@
-"""The Dagster code location: assets with their checks, jobs, the daily schedule, the failure
-sensor, resources (world, MLflow, IO manager) and the executor ($ADREL_EXECUTOR)."""
+"""The Dagster code location: assets with their checks, jobs, the daily schedule, the failure and
+seed-list inbox sensors, resources (world, MLflow, audience inbox, IO manager) and the executor
+($ADREL_EXECUTOR)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import warnings
 
 import dagster as dg
 
+from adrel_pipeline.defs.audience import assets as audience
+from adrel_pipeline.defs.audience.resources import AudienceResource
+from adrel_pipeline.defs.audience.sensors import audience_expansion_job, audience_inbox_sensor
 from adrel_pipeline.defs.graph import assets as graph
 from adrel_pipeline.defs.relevance import assets as relevance
 from adrel_pipeline.defs.shared.automation import (
@@ -25,16 +29,18 @@ from adrel_pipeline.defs.world import assets as world
 warnings.filterwarnings("ignore", category=UserWarning,
                         message=r"Asset job (adrel_job|daily_retrain) materializes assets with varying BackfillPolicies")
 
-all_assets = dg.load_assets_from_modules([world, graph, relevance])
+all_assets = dg.load_assets_from_modules([world, graph, relevance, audience])
 
 # Everything for one day: users and items (not partitioned) and that day's partition of the rest.
-adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all())
+# The audience group is partitioned by advertiser, not by day: it has its own job.
+adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("audience"))
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[adrel_job, daily_retrain_job],
+    jobs=[adrel_job, daily_retrain_job, audience_expansion_job],
     schedules=[daily_retrain_schedule],
-    sensors=[report_failed_runs],
-    resources={"world": WorldResource(), "mlflow": MlflowTracking(), "io_manager": artifact_io_manager},
+    sensors=[report_failed_runs, audience_inbox_sensor],
+    resources={"world": WorldResource(), "mlflow": MlflowTracking(), "audience": AudienceResource(),
+               "io_manager": artifact_io_manager},
     executor=executor_from_env(),
 )

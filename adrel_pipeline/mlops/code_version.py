@@ -34,6 +34,13 @@ ORACLE_MODULES = (*SPLIT_MODULES, "world/oracle.py", "evaluation/metrics.py")
 # The trained model, evaluated against the oracle, packaged as a pyfunc ranker: everything above.
 MODEL_MODULES = (*TRAINING_MODULES, *ORACLE_MODULES, "relevance/pyfunc_model.py", "relevance/ranking.py")
 
+# The audience system: the advertisers' truth, the universal embeddings, and the methods.
+ADVERTISER_MODULES = (*WORLD_MODULES, "world/advertisers.py")
+SEED_LIST_MODULES = (*ADVERTISER_MODULES, "audience/seed_lists.py")
+EMBEDDING_MODULES = (*WORLD_MODULES, "audience/spec.py", "audience/features.py", "audience/embeddings.py")
+AUDIENCE_MODEL_MODULES = (*EMBEDDING_MODULES, *SEED_LIST_MODULES, "world/oracle.py", "audience/methods.py",
+                          "audience/training.py", "audience/pyfunc_model.py", "evaluation/expansion.py")
+
 MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "users": WORLD_MODULES,
     "items": WORLD_MODULES,
@@ -43,6 +50,12 @@ MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "trained_gat": TRAINING_MODULES,
     "oracle_metrics": ORACLE_MODULES,
     "test_auc": MODEL_MODULES,
+    "advertisers": ADVERTISER_MODULES,
+    "seed_lists": SEED_LIST_MODULES,
+    "user_embeddings": EMBEDDING_MODULES,
+    "audience_models": AUDIENCE_MODEL_MODULES,
+    "audience_expansions": AUDIENCE_MODEL_MODULES,
+    "audience_eval": (*AUDIENCE_MODEL_MODULES, "audience/rules.py", "evaluation/audience_plots.py"),
 }
 
 

@@ -70,29 +70,35 @@ def shipped_package(destination: Path) -> Path:
 
 
 def log_model(checkpoint: dict, graph: HeteroData, input_example) -> LoggedModel:
-    """Log the pyfunc (weights + scoring graph + this package's library code) to the active run,
-    with signature, example and pinned requirements."""
+    """Log the relevance pyfunc (weights + scoring graph + this package's library code) to the
+    active run, with signature, example and pinned requirements."""
+    return log_pyfunc(PYFUNC_MODEL, {CHECKPOINT: checkpoint, GRAPH: graph}, model_signature(), input_example)
+
+
+def log_pyfunc(python_model: Path, artifacts: dict, signature, input_example) -> LoggedModel:
+    """Log the models-from-code file ``python_model`` (relative to the package) with ``artifacts``
+    (key -> value, each written with :func:`serialization.save` as a weights-only ``.pt`` file) and
+    this package's library code, to the active run."""
     import mlflow
-    import torch
 
     from adrel_pipeline.mlops import serialization
 
     with tempfile.TemporaryDirectory() as tmp:
         package = shipped_package(Path(tmp) / "code")
-        paths = {CHECKPOINT: Path(tmp) / "checkpoint.pt", GRAPH: Path(tmp) / "graph.pt"}
-        torch.save(checkpoint, paths[CHECKPOINT])
-        serialization.save(graph, paths[GRAPH])
+        paths = {key: Path(tmp) / f"{key}.pt" for key in artifacts}
+        for key, value in artifacts.items():
+            serialization.save(value, paths[key])
         # MLflow prepends a model's code directory to sys.path when it loads one (it does, to
         # check the input example): keep this process's import path as it was.
         sys_path = list(sys.path)
         try:
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
-                python_model=str(package / PYFUNC_MODEL),
+                python_model=str(package / python_model),
                 # Stored as <model>/code/adrel_pipeline; MLflow puts <model>/code first on sys.path at load.
                 code_paths=[str(package)],
                 artifacts={k: str(v) for k, v in paths.items()},
-                signature=model_signature(),
+                signature=signature,
                 input_example=input_example,
                 pip_requirements=pip_requirements(),
             )

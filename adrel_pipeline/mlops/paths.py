@@ -20,6 +20,13 @@ def state_dir() -> Path:
     return base / ".adrel"
 
 
+def dagster_storage_dir() -> Path:
+    """Where the Dagster instance stores asset values by default: ``$DAGSTER_HOME/storage``, else
+    the Makefile's ``<state dir>/dagster_home/storage``."""
+    home = os.environ.get("DAGSTER_HOME")
+    return (Path(home) if home else state_dir() / "dagster_home").resolve() / "storage"
+
+
 def default_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` when set, else an absolute sqlite store in the state folder."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"

@@ -71,6 +71,7 @@ def register_and_promote(
     tags: Mapping[str, str],
     partition: str | None = None,
     newest_materialized: str | None = None,
+    score_name: str = "test_auc",
 ) -> Promotion:
     """Register ``model`` as a new version of ``name`` and apply :func:`promotion.decide`.
 
@@ -78,7 +79,7 @@ def register_and_promote(
     split beside the new model and returns ``(comparison, pairs_described)``, or
     ``(None, why_not_comparable)``. ``newest_materialized`` is the newest day whose model exists
     (Dagster's view); with the registry's own newest ``partition`` tag it decides whether this
-    day is a backfill.
+    day is a backfill. ``test_auc`` is recorded as the version's tag ``score_name``.
 
     Call it only after the run's metrics and artifacts are logged. The whole gate holds the
     store lock, and a version whose alias cannot be set is deleted again, so the registry never
@@ -104,7 +105,7 @@ def register_and_promote(
         decision = decide(partition, newest, None if champion is None else str(champion.version),
                           comparison, incomparable)
         recorded = {"promotion": decision.alias or "none", "promotion_reason": decision.reason,
-                    "test_auc": f"{test_auc:.6f}",
+                    score_name: f"{test_auc:.6f}",
                     "previous_champion": "" if champion is None else str(champion.version)}
         if comparison is not None:
             # repr: a re-evaluation reads back exactly the numbers the gate used.

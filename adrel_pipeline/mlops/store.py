@@ -214,6 +214,19 @@ def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
     mlflow.log_dict(dict(data), artifact_file)
 
 
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def load_dict(run_id: str, artifact_file: str) -> dict:
+    """A JSON artifact of a run (e.g. one written by :func:`log_dict`)."""
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+
+
 def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 

@@ -14,6 +14,8 @@ from adrel_pipeline.mlops.code_version import (
 )
 
 WORLD = {"users", "items", "interaction_edges"}
+RELEVANCE = {"hetero_graph", "link_split", "trained_gat", "oracle_metrics", "test_auc"}
+AUDIENCE_MODELS = {"audience_models", "audience_expansions", "audience_eval"}
 
 
 @pytest.fixture
@@ -71,9 +73,12 @@ def test_a_training_change_marks_only_the_model(package):
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("graph/build.py", set(MODULES_BY_ASSET) - WORLD),
+    ("graph/build.py", RELEVANCE),
     ("graph/split.py", {"link_split", "trained_gat", "oracle_metrics", "test_auc"}),
-    ("world/oracle.py", {"oracle_metrics", "test_auc"}),
+    ("world/oracle.py", {"oracle_metrics", "test_auc"} | AUDIENCE_MODELS),
+    ("world/advertisers.py", {"advertisers", "seed_lists"} | AUDIENCE_MODELS),
+    ("audience/embeddings.py", {"user_embeddings"} | AUDIENCE_MODELS),
+    ("audience/methods.py", AUDIENCE_MODELS),
     ("relevance/ranking.py", {"test_auc"}),
     # A module no asset's value depends on.
     ("world/rules.py", set()),

@@ -9,7 +9,8 @@ import dagster as dg
 # them once.
 daily_retrain_job = dg.define_asset_job(
     "daily_retrain",
-    selection=dg.AssetSelection.assets("interaction_edges").downstream(),
+    # The audience group reads a fixed embedding window and is partitioned by advertiser: not daily.
+    selection=dg.AssetSelection.assets("interaction_edges").downstream() - dg.AssetSelection.groups("audience"),
     description="Materialize one day's interactions and retrain the model on the window ending that day.",
 )
 

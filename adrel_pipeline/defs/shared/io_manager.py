@@ -142,3 +142,10 @@ def artifact_io_manager(init_context: dg.InitResourceContext) -> LocalArtifactIO
     # resource would see only the code location's defaults.
     base = init_context.resource_config["base_dir"] or init_context.instance.storage_directory()
     return LocalArtifactIOManager(Path(base), init_context.resources.world.fingerprint)
+
+
+def stored_value(instance: dg.DagsterInstance, asset: str) -> Any | None:
+    """The stored value of a not-partitioned asset in the instance's default storage folder, or
+    None: for sensors, which run outside any step and so have no IO manager."""
+    loaded = LocalArtifactIOManager(Path(instance.storage_directory()), "")._load(dg.AssetKey(asset), None)
+    return None if loaded is None else loaded[0]

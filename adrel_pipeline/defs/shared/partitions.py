@@ -71,3 +71,41 @@ def next_day_mapping() -> dg.TimeWindowPartitionMapping:
     """Partition ``D`` reads day ``D+1`` (the day after its window), when that day exists."""
     with _beta_api():
         return dg.TimeWindowPartitionMapping(start_offset=1, end_offset=1, allow_nonexistent_upstream_partitions=True)
+
+
+# One partition per advertiser: the world's advertisers (registered by the `advertisers` asset) and
+# those whose seed lists arrive in the inbox (registered by `audience_inbox_sensor`).
+advertisers = dg.DynamicPartitionsDefinition(name="advertisers")
+
+EMBEDDING_DAY_ENV = "ADREL_EMBEDDING_DAY"
+DEFAULT_EMBEDDING_DAY = "2026-01-07"
+
+
+def embedding_days(environ: dict[str, str] | None = None) -> list[str]:
+    """The days of organic history the universal user embeddings are trained on: the training
+    window (``$ADREL_WINDOW_DAYS``) ending at ``$ADREL_EMBEDDING_DAY`` (default 2026-01-07, the day
+    `make run` trains), clipped at the first day.
+
+    Fixed per deployment, like the window: the audience group is partitioned by advertiser, not by
+    day, and Dagster needs to know which days its embeddings read before any run starts. Moving the
+    day is a deployment change that marks the embeddings, and every expansion, stale.
+    """
+    import datetime as dt
+
+    env = os.environ if environ is None else environ
+    raw = env.get(EMBEDDING_DAY_ENV, "").strip() or DEFAULT_EMBEDDING_DAY
+    try:
+        end = dt.date.fromisoformat(raw)
+    except ValueError:
+        end = None
+    first = dt.date.fromisoformat(FIRST_DAY)
+    if end is None or end < first:
+        raise ValueError(f"{EMBEDDING_DAY_ENV}={raw!r} is out of range: must be a date YYYY-MM-DD on or after {FIRST_DAY}")
+    days = window_days(environ)
+    return [(end - dt.timedelta(days=i)).isoformat() for i in reversed(range(days))
+            if end - dt.timedelta(days=i) >= first]
+
+
+def embedding_window_mapping(environ: dict[str, str] | None = None) -> dg.SpecificPartitionsPartitionMapping:
+    """The not-partitioned ``user_embeddings`` reads exactly the days of :func:`embedding_days`."""
+    return dg.SpecificPartitionsPartitionMapping(embedding_days(environ))

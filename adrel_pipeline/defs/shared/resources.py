@@ -79,8 +79,8 @@ class MlflowTracking(dg.ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return store.run_url(self._ui(), self.experiment_id, run_id)
 
-    def model_version_url(self, version: str) -> str:
-        return store.model_version_url(self._ui(), self.registered_model_name, version)
+    def model_version_url(self, version: str, name: str | None = None) -> str:
+        return store.model_version_url(self._ui(), name or self.registered_model_name, version)
 
     def dagster_run_url(self, run_id: str) -> str:
         return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
