@@ -15,6 +15,11 @@ FIRST_DAY := 2026-01-01
 RUN_DAY := 2026-01-07
 # The universal user embeddings (audience group) learn from the same week.
 export ADREL_EMBEDDING_DAY ?= $(RUN_DAY)
+# The deployment world's advertisers as a partition range (the first run registers them), read
+# without loading Dagster.
+ADVERTISER_RANGE = $(shell $(PY) -c 'from adrel_pipeline.world import deployment_world; \
+	from adrel_pipeline.world.advertisers import advertiser_ids; ids = advertiser_ids(deployment_world()); \
+	print(f"{ids[0]}...{ids[-1]}")')
 
 .PHONY: install check run test test-fast ui mlflow-ui bench clean
 
@@ -34,18 +39,17 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	cp $< $@
 
 ## The default world end to end on a fresh instance: users, items, advertisers and a week of daily
-## interactions in one run, the model of the week's last day; then print its AUCs. Then the
-## audience group: user embeddings and every advertiser's seed list, models and expansion in one
-## run; then print the per-method, per-bucket table.
+## interactions in one run, the model of the week's last day; the audience group: user embeddings
+## and every advertiser's seed list, models and expansion in one run; then print the model's AUCs
+## and the audience expansion's per-method, per-bucket table.
 run: install $(DAGSTER_HOME)/dagster.yaml
 	@echo "== users, items, advertisers and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
 	$(DG) launch --assets users,items,advertisers,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
 	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
 	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
-	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY)
 	@echo "== audience expansion: user embeddings, then every advertiser's seed list, models and expansion (one run)"
-	$(DG) launch --assets 'user_embeddings,seed_lists*' --partition-range $$($(PY) -m adrel_pipeline.defs.report --advertiser-range) -c config/console-info.yaml
-	$(PY) -m adrel_pipeline.defs.report --audience
+	$(DG) launch --assets 'user_embeddings,seed_lists*' --partition-range $(ADVERTISER_RANGE) -c config/console-info.yaml
+	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) --audience
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
 check: install $(DAGSTER_HOME)/dagster.yaml

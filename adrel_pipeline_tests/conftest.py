@@ -17,7 +17,9 @@ from adrel_pipeline.world import (
 )
 
 # Small enough for seconds, big enough that AUCs are not dominated by noise (~300 test positives).
-SMALL_WORLD = {"seed": 0, "num_users": 1000, "num_items": 4000, "num_interactions": 30000}
+# 8 styles: each (category, style) cell then holds ~64 organic pins, as the default world's 32 hold ~200;
+# with 32 the small world's cells hold 16 and a few pins take most of the traffic.
+SMALL_WORLD = {"seed": 0, "num_users": 1000, "num_items": 4000, "num_interactions": 30000, "num_styles": 8}
 # A full 7-day window: it holds exactly num_interactions events.
 WEEK = window(dt.date(2026, 1, 7), 7)
 

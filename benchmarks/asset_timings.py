@@ -1,12 +1,31 @@
-"""Per-asset wall time and peak memory of the README's main command, via the real CLI.
+"""Per-asset wall time and peak memory of ``make run``, via the real CLI.
 
-    python benchmarks/asset_timings.py [--repeats 3] [--num-users N --num-items N --num-interactions N]
+    python benchmarks/asset_timings.py [--repeats 3] [--num-users N --num-items N --num-interactions N
+                                        --num-advertisers N --seed N --ad-fraction F --epochs N]
 
-Each repeat does what ``make run`` does, in a fresh DAGSTER_HOME, each command under
-``/usr/bin/time -v``: ``users``, ``items`` and ``interaction_edges`` for the 7 days 2026-01-01..07
-as one single-run backfill; ``hetero_graph*`` (graph, split, model, oracle, evaluation) for 2026-01-07.
-Prints medians of step times (from the STEP_SUCCESS log lines), of each command's and the total
-process wall time (start to exit), the peak RSS, and the last run's AUCs.
+Each repeat does what ``make run`` does, in a fresh DAGSTER_HOME, in its order, each process under
+``/usr/bin/time -v``:
+
+1. ``dg launch`` of ``users``, ``items``, ``advertisers`` and ``interaction_edges`` for the 7 days
+   2026-01-01..07 as one single-run backfill;
+2. ``dg launch`` of ``hetero_graph*`` (graph, split, model, oracle, evaluation) for 2026-01-07;
+3. the advertiser partition range, from the deployment world without Dagster (the Makefile's
+   ``ADVERTISER_RANGE``);
+4. ``dg launch`` of ``user_embeddings,seed_lists*`` over that advertiser partition range (the
+   audience group: embeddings, seed lists, models, expansions, evaluation; one run);
+5. ``python -m adrel_pipeline.defs.report --partition 2026-01-07 --audience``: both reports in one
+   process (counted with the relevance part: the relevance pipeline alone needs its report too).
+
+``$ADREL_EMBEDDING_DAY`` is 2026-01-07, as the Makefile exports it. Unlike ``make run`` the launches
+keep Dagster's default (DEBUG) console: the step times are read from its STEP_SUCCESS lines.
+
+Printed, as medians over the repeats: each step's time; each step's peak RSS (the run process's
+high-water mark while the step ran: reset at the step's STEP_START line through
+``/proc/PID/clear_refs``, read at its STEP_SUCCESS line, so it includes what earlier steps and
+imports left resident) and its RSS at the start; each process's wall time (start to exit) and peak
+RSS; the relevance total (1 + 2 + 5), the audience total (3 + 4; what the audience group adds to
+``make run``, besides its ``advertisers`` step inside 1), and the whole. Then the last
+run's AUCs and overall audience metrics.
 
 All repeats record to one sqlite MLflow store, created before the first timed run: a scheduled
 retrain finds its store in place, so creating the schema (a one-off) is timed separately.
@@ -23,50 +42,123 @@ import time
 from pathlib import Path
 
 STEP = re.compile(r'STEP_SUCCESS - Finished execution of step "(\w+)" in ([\d.]+)(ms|s)')
+# "... - <run id> - <pid> - <step> - STEP_START - ...": the pid is the process running the step.
+EVENT = re.compile(r" - (\d+) - (\w+) - (STEP_START|STEP_SUCCESS) - ")
+MAXRSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+RANGE = re.compile(r"^(\S+\.\.\.\S+)$", re.MULTILINE)
+DAY = "2026-01-07"
+REPORT = ["-m", "adrel_pipeline.defs.report"]
 
-
-COMMANDS = {
-    "world + 7 days (backfill)": ["--assets", "users,items,interaction_edges",
-                                  "--partition-range", "2026-01-01...2026-01-07"],
-    "model of 2026-01-07": ["--assets", "hetero_graph*", "--partition", "2026-01-07"],
-}
+# (name, part, kind, arguments); kind: "dg" (dg launch) or "py" (python); "{range}" is filled in.
+RANGE_CODE = ("from adrel_pipeline.world import deployment_world; from adrel_pipeline.world.advertisers import "
+              "advertiser_ids; ids = advertiser_ids(deployment_world()); print(f'{ids[0]}...{ids[-1]}')")
+COMMANDS = [
+    ("world + 7 days (backfill)", "relevance", "dg",
+     ["--assets", "users,items,advertisers,interaction_edges", "--partition-range", f"2026-01-01...{DAY}"]),
+    (f"model of {DAY}", "relevance", "dg", ["--assets", "hetero_graph*", "--partition", DAY]),
+    ("advertiser range", "audience", "py", ["-c", RANGE_CODE]),
+    ("audience (advertiser range)", "audience", "dg",
+     ["--assets", "user_embeddings,seed_lists*", "--partition-range", "{range}"]),
+    ("report --partition --audience", "relevance", "py", [*REPORT, "--partition", DAY, "--audience"]),
+]
+AUDIENCE_STEPS = ("advertisers", "user_embeddings", "seed_lists", "audience_models", "audience_expansions",
+                  "audience_eval")
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "dagster.yaml"
 
 
-def run_once(world: dict, epochs: int | None, tracking_uri: str) -> tuple[dict, dict, float, Path]:
+def _status_mib(pid: int, field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of a live process, in MiB (NaN once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _reset_peak(pid: int) -> None:
+    """Resets the process's high-water RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError as err:
+        raise SystemExit(f"cannot reset the peak RSS of pid {pid} ({err}): per-step peaks need /proc/PID/clear_refs")
+
+
+def run_command(cmd: list[str], env: dict) -> dict:
+    """Runs ``cmd`` under ``/usr/bin/time -v``, following its output as it comes: wall time, peak RSS,
+    output, and per step (from the Dagster event lines) time, peak RSS and RSS at start."""
+    steps, peaks, starts, open_steps = {}, {}, {}, {}
+    process_peak = 0.0  # the high-water marks the resets discard
+    lines = []
+    start = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1, env=env, cwd=REPO)
+    for line in proc.stdout:
+        lines.append(line)
+        event = EVENT.search(line)
+        if event:
+            pid, step, kind = int(event[1]), event[2], event[3]
+            if kind == "STEP_START":
+                process_peak = max(process_peak, _status_mib(pid, "VmHWM"))
+                starts[step] = _status_mib(pid, "VmRSS")
+                _reset_peak(pid)
+                open_steps[step] = pid
+            elif step in open_steps:  # a step with asset checks logs STEP_SUCCESS twice
+                peaks[step] = _status_mib(open_steps.pop(step), "VmHWM")
+        for m in STEP.finditer(line):
+            steps[m[1]] = float(m[2]) / (1000 if m[3] == "ms" else 1)
+    proc.wait()
+    wall = time.perf_counter() - start
+    out = "".join(lines)
+    if proc.returncode:
+        print("".join(lines[-40:]))
+        raise SystemExit(proc.returncode)
+    rss = max(process_peak, *peaks.values(), float(MAXRSS.search(out)[1]) / 1024)
+    return {"wall": wall, "rss": rss, "out": out, "steps": steps, "peaks": peaks, "starts": starts}
+
+
+def run_once(world: dict, epochs: int | None, tracking_uri: str) -> dict:
     home = Path(tempfile.mkdtemp(prefix="adrel-bench-"))
     (home / "dagster.yaml").write_text(CONFIG.read_text())
-    config = home / "run.yaml"
     lines = ["resources:", "  world:", "    config: {" + ", ".join(f"{k}: {v}" for k, v in world.items()) + "}"]
+    world_cfg = home / "world.yaml"  # only the model's run takes op config
+    world_cfg.write_text("\n".join(lines) + "\n" if world else "{}\n")
+    model_cfg = home / "run.yaml"
+    model_lines = lines if world else []
     if epochs:
-        lines += ["ops:", "  trained_gat:", f"    config: {{epochs: {epochs}}}"]
-    config.write_text("\n".join(lines) + "\n" if world or epochs else "{}\n")
-    steps, walls, rss = {}, {}, 0.0
-    for name, args in COMMANDS.items():
-        if name != "model of 2026-01-07":
-            cfg = home / "world.yaml"  # only the model's run takes op config
-            cfg.write_text("\n".join(lines[:3]) + "\n" if world else "{}\n")
+        model_lines = model_lines + ["ops:", "  trained_gat:", f"    config: {{epochs: {epochs}}}"]
+    model_cfg.write_text("\n".join(model_lines) + "\n" if model_lines else "{}\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri,
+           "VIRTUAL_ENV": str(Path(sys.executable).parents[1]), "ADREL_EMBEDDING_DAY": DAY}
+    if world:  # the advertiser range is read from the deployment world, as the Makefile does
+        (home / "adrel_world.yaml").write_text("".join(f"{k}: {v}\n" for k, v in world.items()))
+        env["ADREL_WORLD"] = str(home / "adrel_world.yaml")
+    dg = str(Path(sys.executable).parent / "dg")
+    result = {"steps": {}, "peaks": {}, "starts": {}, "walls": {}, "rss": {}, "home": home, "command_of": {}}
+    advertiser_range = None
+    for name, _, kind, args in COMMANDS:
+        args = [advertiser_range if a == "{range}" else a for a in args]
+        if kind == "dg":
+            cfg = model_cfg if name.startswith("model of") else world_cfg
+            cmd = [dg, "launch", *args, "-c", str(cfg)]
         else:
-            cfg = config
-        cmd = ["/usr/bin/time", "-v", str(Path(sys.executable).parent / "dg"), "launch", *args, "-c", str(cfg)]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
-                              env={**os.environ, "DAGSTER_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri,
-                                   "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}, cwd=REPO)
-        walls[name] = time.perf_counter() - start
-        out = proc.stdout + proc.stderr
-        if proc.returncode:
-            print("\n".join(out.splitlines()[-40:]))
-            raise SystemExit(proc.returncode)
-        steps |= {m[1]: float(m[2]) / (1000 if m[3] == "ms" else 1) for m in STEP.finditer(out)}
-        rss = max(rss, float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out)[1]) / 1024)
-    return steps, walls, rss, home
+            cmd = [sys.executable, *args]
+        r = run_command(cmd, env)
+        if name == "advertiser range":
+            advertiser_range = RANGE.search(r["out"])[1]
+        result["walls"][name], result["rss"][name] = r["wall"], r["rss"]
+        for key in ("steps", "peaks", "starts"):
+            result[key] |= r[key]
+        result["command_of"] |= {step: name for step in r["steps"]}
+    result["range"] = advertiser_range
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("seed", "num-users", "num-items", "num-interactions"):
+    for name in ("seed", "num-users", "num-items", "num-interactions", "num-advertisers"):
         parser.add_argument(f"--{name}", type=int)
     parser.add_argument("--ad-fraction", type=float)
     parser.add_argument("--epochs", type=int)
@@ -80,24 +172,52 @@ def main() -> None:
                     tracking_uri], check=True, capture_output=True)
     print(f"new MLflow store (schema + experiment, incl. interpreter start): {time.perf_counter() - start:.1f} s")
 
-    runs = [run_once(world, args.epochs, tracking_uri) for _ in range(args.repeats)]
-    print(f"world: {world or 'defaults'}; median of {args.repeats} run(s)")
-    for step in runs[0][0]:
-        print(f"  {step:<20} {statistics.median(r[0][step] for r in runs):8.2f} s")
-    print(f"  {'steps total':<20} {statistics.median(sum(r[0].values()) for r in runs):8.2f} s")
-    for name in COMMANDS:
-        print(f"  {'process ' + name:<28} {statistics.median(r[1][name] for r in runs):8.2f} s")
-    totals = [sum(r[1].values()) for r in runs]
-    print(f"  {'process total':<20} {statistics.median(totals):8.2f} s   (all: "
-          + ", ".join(f"{t:.1f}" for t in totals) + ")")
-    print(f"  {'peak RSS':<20} {statistics.median(r[2] for r in runs):8.0f} MiB")
+    runs = []
+    for i in range(args.repeats):
+        runs.append(run_once(world, args.epochs, tracking_uri))
+        print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.1f} s" for k, v in runs[-1]["walls"].items()), flush=True)
+
+    def median(values) -> float:
+        return statistics.median(values)
+
+    print(f"\nworld: {world or 'defaults'}; advertisers {runs[0]['range']}; median of {args.repeats} run(s)\n")
+    print("| step | process | time (s) | peak RSS (MiB) | RSS at start (MiB) |\n|---|---|---|---|---|")
+    for step in runs[0]["steps"]:
+        label = f"**{step}**" if step in AUDIENCE_STEPS else step
+        print(f"| {label} | {runs[0]['command_of'][step]} | {median(r['steps'][step] for r in runs):.2f} | "
+              f"{median(r['peaks'][step] for r in runs):.0f} | {median(r['starts'][step] for r in runs):.0f} |")
+    for part in ("relevance", "audience"):
+        names = [s for s in runs[0]["steps"] if (s in AUDIENCE_STEPS) == (part == "audience")]
+        print(f"| {part} steps total | | {median(sum(r['steps'][s] for s in names) for r in runs):.2f} | | |")
+
+    print("\n| process | part | wall (s) | all runs (s) | peak RSS (MiB) |\n|---|---|---|---|---|")
+    for name, part, _, _ in COMMANDS:
+        walls = [r["walls"][name] for r in runs]
+        print(f"| {name} | {part} | {median(walls):.2f} | " + " / ".join(f"{w:.2f}" for w in walls)
+              + f" | {median(r['rss'][name] for r in runs):.0f} |")
+    totals = {
+        "relevance launches (1 + 2; earlier sections' process total)": lambda r: sum(
+            r["walls"][n] for n, p, k, _ in COMMANDS if p == "relevance" and k == "dg"),
+        "relevance total (1 + 2 + report)": lambda r: sum(r["walls"][n] for n, p, _, _ in COMMANDS if p == "relevance"),
+        "audience total (range + launch)": lambda r: sum(
+            r["walls"][n] for n, p, _, _ in COMMANDS if p == "audience"),
+        "all five processes (make run's commands)": lambda r: sum(r["walls"].values()),
+    }
+    for name, total in totals.items():
+        values = [total(r) for r in runs]
+        print(f"| **{name}** | | **{median(values):.2f}** | " + " / ".join(f"{v:.2f}" for v in values) + " | |")
+    print(f"\npeak RSS over all processes: {median(max(r['rss'].values()) for r in runs):.0f} MiB")
 
     import dagster as dg
-    os.environ["DAGSTER_HOME"] = str(runs[-1][3])  # config/dagster.yaml places storage by it
-    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("test_auc"))
-    md = event.asset_materialization.metadata
+    os.environ["DAGSTER_HOME"] = str(runs[-1]["home"])  # config/dagster.yaml places storage by it
+    instance = dg.DagsterInstance.get()
+    md = instance.get_latest_materialization_event(dg.AssetKey("test_auc")).asset_materialization.metadata
     print("  " + "  ".join(f"{k}={md[k].value:.4f}" for k in ("test_auc", "val_auc", "oracle_auc", "auc_to_oracle",
                                                              "test_hits_at_100", "oracle_hits_at_100")))
+    md = instance.get_latest_materialization_event(dg.AssetKey("audience_eval")).asset_materialization.metadata
+    for metric in ("recall_at_k", "precision_at_k", "gt_precision_at_k"):
+        print(f"  {metric}: " + "  ".join(f"{m}={md[f'{metric}/{m}'].value:.4f}"
+                                          for m in ("lr", "lsh", "nn", "nn_unweighted", "oracle")))
 
 
 if __name__ == "__main__":

@@ -244,13 +244,14 @@ def train_heads(embeddings, positives: Sequence[np.ndarray], weights: Sequence[n
     """Train one head per advertiser on ``embeddings`` rows: ``(state_dict, history)``.
 
     Head ``h``: ``positives[h]`` (capped at ``max_positives``) weighted by ``weights[h]`` (``None``:
-    unweighted) against negatives from ``negative_pool`` (:func:`head_rows`), weighted BCE, full-batch
-    Adam for ``nn_epochs`` steps at ``nn_lr``. The state dict is a :class:`MultiHeadMLP`'s, heads in
+    unweighted) against negatives from ``negative_pool`` (:func:`head_rows`), weighted BCE with the
+    classes balanced (the positives' weights sum to the negatives' count), full-batch Adam for
+    ``nn_epochs`` steps at ``nn_lr``. The state dict is a :class:`MultiHeadMLP`'s, heads in
     input order; ``history``: per epoch the mean over heads of their loss, and per head its
     positives, negatives and final loss.
 
     Heads are independent: each draws its initial weights and data from its own seed, the loss is
-    the sum of the heads' mean losses (a head's gradient is its own loss's) and Adam is elementwise;
+    the sum of the heads' weighted mean losses (a head's gradient is its own loss's) and Adam is elementwise;
     so a head comes out the same trained alone or in any group (up to float rounding). Heads are
     trained in groups of similar row counts, padded to the group's largest, padding masked out.
     """
@@ -274,8 +275,12 @@ def train_heads(embeddings, positives: Sequence[np.ndarray], weights: Sequence[n
             n = len(pos) + len(neg)
             index[g, :n] = torch.from_numpy(np.concatenate([pos, neg]))
             target[g, : len(pos)] = 1.0
-            weight[g, :n] = torch.from_numpy(np.concatenate([w, np.ones(len(neg))])).float()
-        count = torch.tensor([float(sizes[h]) for h in group])
+            # Classes balanced, as the regression's class_weight="balanced": the positives weigh as much
+            # in total as the negatives. Unbalanced, a 27-user list against 1,000 negatives learns
+            # little beyond its bias and ranks near random.
+            balance = len(neg) / len(pos)
+            weight[g, :n] = torch.from_numpy(np.concatenate([w * balance, np.ones(len(neg))])).float()
+        count = weight.sum(1)
         inputs = x[index]  # (G, rows, dim)
         model = MultiHeadMLP(len(group), x.shape[1], spec.hidden_units, [head_seeds[h] for h in group])
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.nn_lr)

@@ -48,7 +48,7 @@ class AudienceSpec:
         low=0.0, high=0.5, low_open=True)
     # The combined NN: one head per advertiser on the embeddings.
     hidden_units: int = param(32, "Hidden units of each advertiser's MLP head.", integer=True, low=1, high=4096)
-    nn_epochs: int = param(40, "Full-batch Adam steps of the multi-head NN.", integer=True, low=1, high=10_000)
+    nn_epochs: int = param(20, "Full-batch Adam steps of the multi-head NN.", integer=True, low=1, high=10_000)
     nn_lr: float = param(0.03, "Adam learning rate of the multi-head NN.", low=0.0, high=1.0, low_open=True)
     max_positives: int = param(
         200_000, "Positives per head at most, a seeded subsample beyond (the blog's 200,000).",

@@ -9,6 +9,7 @@ the same head and the same expansion whether it runs with the whole roster or al
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -86,30 +87,39 @@ def _split(data: AudienceData, seed: pl.DataFrame, spec: AudienceSpec, advertise
 
 def offline_evaluation(data: AudienceData, seeds: Mapping[str, pl.DataFrame], buckets: Mapping[str, int],
                        truth: Mapping[str, tuple[np.ndarray, np.ndarray]], spec: AudienceSpec,
-                       log: Callable[[str], None] = lambda _: None) -> pl.DataFrame:
+                       log: Callable[[str], None] = lambda _: None,
+                       seconds: dict[str, float] | None = None) -> pl.DataFrame:
     """The blog's offline evaluation of ``lr``, ``lsh``, ``nn`` and ``nn_unweighted`` (plus ``oracle``
     where ``truth`` has the advertiser's (affinity, true audience)) on each advertiser's 90/10 split:
     one row per (advertiser, method) with recall, precision and gt_precision averaged over
-    :data:`K_MULTIPLIERS` and per multiplier (:func:`evaluation_rows`)."""
+    :data:`K_MULTIPLIERS` and per multiplier (:func:`evaluation_rows`). ``seconds``, when given,
+    receives each method's time over all advertisers (training and scoring)."""
+    seconds = {} if seconds is None else seconds
     keys = list(seeds)
     splits = {k: _split(data, seeds[k], spec, k) for k in keys}
     pool = np.flatnonzero(data.active)
     head_seeds = [advertiser_seed(spec.seed, k) for k in keys]
     scores = {}
     for name, weighted in (("nn", True), ("nn_unweighted", False)):
+        start = time.perf_counter()
         state, _ = train_heads(data.embeddings, [splits[k].train for k in keys],
                                [splits[k].train_weights if weighted else None for k in keys], pool, spec, head_seeds)
         scores[name] = score_heads(state, data.embeddings).numpy()
+        seconds[name] = time.perf_counter() - start
     log(f"trained {len(keys)} heads twice (weighted, unweighted) on the 90% splits")
-    lsh = LSHIndex(data.embeddings, spec.lsh_tables, spec.lsh_bits, spec.seed)
+    start = time.perf_counter()
+    lsh_index = LSHIndex(data.embeddings, spec.lsh_tables, spec.lsh_bits, spec.seed)
+    lsh = {k: lsh_index.scores(splits[k].train) for k in keys}
+    seconds["lsh"] = time.perf_counter() - start
+    start = time.perf_counter()
+    # The regression sees the same negatives as the head.
+    lr = {k: lr_scores(data.features, splits[k].train, head_rows(splits[k].train, None, pool, spec, head_seeds[h])[2],
+                       spec.seed) for h, k in enumerate(keys)}
+    seconds["lr"] = time.perf_counter() - start
     rows = []
     for h, k in enumerate(keys):
         split = splits[k]
-        # The regression sees the same negatives as the head.
-        _, _, negatives = head_rows(split.train, None, pool, spec, head_seeds[h])
-        methods = {"lr": lr_scores(data.features, split.train, negatives, spec.seed),
-                   "lsh": lsh.scores(split.train),
-                   "nn": scores["nn"][h], "nn_unweighted": scores["nn_unweighted"][h]}
+        methods = {"lr": lr[k], "lsh": lsh[k], "nn": scores["nn"][h], "nn_unweighted": scores["nn_unweighted"][h]}
         audience = None
         if k in truth:
             methods["oracle"], audience = truth[k]

@@ -1,8 +1,8 @@
 """Print an evaluation: ``python -m adrel_pipeline.defs.report [--partition DAY]`` (uses $DAGSTER_HOME).
 
 Without ``--partition``, the most recent ``test_auc`` materialization of any day. ``--audience``
-prints the latest ``audience_eval`` table instead; ``--advertiser-range`` prints the registered
-advertiser partitions as ``FIRST...LAST`` (for ``dg launch --partition-range``).
+adds the latest ``audience_eval`` table; ``--advertiser-range`` prints the registered advertiser
+partitions as ``FIRST...LAST`` (for ``dg launch --partition-range``).
 """
 
 import argparse
@@ -14,7 +14,7 @@ import dagster as dg
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--partition", help="day of the model to report, e.g. 2026-01-07")
-    parser.add_argument("--audience", action="store_true", help="the audience expansion evaluation")
+    parser.add_argument("--audience", action="store_true", help="also the audience expansion evaluation")
     parser.add_argument("--advertiser-range", action="store_true", help="FIRST...LAST advertiser partition")
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
@@ -25,8 +25,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{keys[0]}...{keys[-1]}")
         return 0
-    if args.audience:
-        return audience(instance)
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("test_auc"),
                               asset_partitions=[args.partition] if args.partition else None),
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model version':>24}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
     print(f"{'world':>24}: {md['world_fingerprint']}")
     print(f"{'mlflow run':>24}: {md['mlflow_run_url']}")
-    return 0
+    return audience(instance) if args.audience else 0
 
 
 def audience(instance: dg.DagsterInstance) -> int:
@@ -59,7 +57,7 @@ def audience(instance: dg.DagsterInstance) -> int:
         print("audience_eval has not been materialized in this DAGSTER_HOME yet", file=sys.stderr)
         return 1
     md = {k: v.value for k, v in records[0].event_log_entry.asset_materialization.metadata.items()}
-    print(f"audience expansion, {md['advertisers']} advertisers: mean over k of recall@k and precision@k "
+    print(f"\naudience expansion, {md['advertisers']} advertisers: mean over k of recall@k and precision@k "
           "(gain over lr), and the share of the expansion in the true audience")
     print(md["table"])
     print(f"{'mlflow run':>12}: {md['mlflow_run_url']}")

@@ -9,6 +9,7 @@ alone. Heads are independent, so both give the same head for the same seed list.
 
 
 import hashlib
+import time
 
 import dagster as dg
 import polars as pl
@@ -220,12 +221,15 @@ def audience_models(context: dg.AssetExecutionContext, config: AudienceConfig, w
                    tags=mlflow.dagster_tags(context)) as run_id:
         store.log_params({"world": world.spec().as_dict(), "audience": spec.as_dict(),
                           "run": {"advertisers": len(keys)}})
+        seconds: dict[str, float] = {}
         per_advertiser = offline_evaluation(data, seeds, buckets, truth, spec,
-                                            log=lambda message: context.log.info(message))
+                                            log=lambda message: context.log.info(message), seconds=seconds)
+        start = time.perf_counter()
         heads = train_production(data, seeds, spec)
+        seconds["production_heads"] = time.perf_counter() - start
         summary = summarise(per_advertiser)
         metrics = _summary_metrics(summary)
-        store.log_metrics(metrics)
+        store.log_metrics(metrics | {f"seconds/{k}": v for k, v in seconds.items()})
         plots = {metric: gain_bars_png(summary, metric) for metric in ("recall", "precision")}
         for metric, png in plots.items():
             store.log_bytes(png, f"plots/{metric}_gain_vs_lr.png")
@@ -247,6 +251,7 @@ def audience_models(context: dg.AssetExecutionContext, config: AudienceConfig, w
     context.log.info(f"{MODEL_NAME} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
     return dg.Output(_by_key(context, values), metadata={
         **metrics,
+        **{f"seconds/{k}": round(v, 3) for k, v in seconds.items()},
         "advertisers_in_run": len(keys),
         "mlflow_run_id": run_id,
         "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
