@@ -56,7 +56,7 @@ def read_seed_list(path: Path, known_user_ids: np.ndarray, min_users: int) -> pl
     advertiser = advertiser_id_of(path)
     try:
         df = pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - any parse error is the file's problem
+    except Exception as err:
         raise SeedListError(f"{path.name}: cannot be read as {path.suffix[1:]} ({type(err).__name__}: {err})") from err
     if "user_id" not in df.columns:
         raise SeedListError(f"{path.name}: missing column user_id (columns: {df.columns}); "

@@ -18,8 +18,16 @@ import polars as pl
 import torch
 
 from adrel_pipeline.audience.features import active_users, raw_features, user_rows
-from adrel_pipeline.audience.methods import LSHIndex, head_rows, head_seed, lr_scores, sample_weights, score_heads
-from adrel_pipeline.audience.methods import top_k, train_heads
+from adrel_pipeline.audience.methods import (
+    LSHIndex,
+    head_rows,
+    head_seed,
+    lr_scores,
+    sample_weights,
+    score_heads,
+    top_k,
+    train_heads,
+)
 from adrel_pipeline.audience.spec import K_MULTIPLIERS, AudienceSpec
 from adrel_pipeline.evaluation.expansion import (
     draw_holdout_split,

@@ -28,7 +28,7 @@ SPLIT_MODULES = (*GRAPH_MODULES, "graph/split.py", "graph/spec.py")
 # + the model, its training loop and parameters; training selects the best epoch by the AUC of
 # evaluation/metrics.py.
 TRAINING_MODULES = (*SPLIT_MODULES, "relevance/model.py", "relevance/training.py", "relevance/spec.py",
-                    "evaluation/metrics.py")
+                    "evaluation/metrics.py", "determinism.py")
 # + the Bayes-optimal scorer and the metrics it is measured with.
 ORACLE_MODULES = (*SPLIT_MODULES, "world/oracle.py", "evaluation/metrics.py")
 # The trained model, evaluated against the oracle, packaged as a pyfunc ranker: everything above.
@@ -37,7 +37,8 @@ MODEL_MODULES = (*TRAINING_MODULES, *ORACLE_MODULES, "relevance/pyfunc_model.py"
 # The audience system: the advertisers' truth, the universal embeddings, and the methods.
 ADVERTISER_MODULES = (*WORLD_MODULES, "world/advertisers.py")
 SEED_LIST_MODULES = (*ADVERTISER_MODULES, "audience/seed_lists.py")
-EMBEDDING_MODULES = (*WORLD_MODULES, "audience/spec.py", "audience/features.py", "audience/embeddings.py")
+EMBEDDING_MODULES = (*WORLD_MODULES, "audience/spec.py", "audience/features.py", "audience/embeddings.py",
+                     "determinism.py")
 AUDIENCE_MODEL_MODULES = (*EMBEDDING_MODULES, *SEED_LIST_MODULES, "world/oracle.py", "audience/methods.py",
                           "audience/training.py", "audience/pyfunc_model.py", "evaluation/expansion.py")
 

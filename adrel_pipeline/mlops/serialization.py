@@ -12,6 +12,7 @@ this module, and the steps that move only tables should not pay for torch.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,21 @@ _HETERO_TAG = "__heterodata__"
 _TAGS, _VALUE = "__adrel_tags__", "__adrel_value__"
 
 
-def _encode(obj: Any, hetero_data: type) -> Any:
-    if isinstance(obj, hetero_data):
+def _hetero_data_if_imported() -> type | None:
+    """PyG's ``HeteroData`` if PyG is loaded, else None: then no value can be one, and a process that
+    only moves tensors (the audience steps) does not pay PyG's ~2.5 s import."""
+    module = sys.modules.get("torch_geometric.data")
+    return getattr(module, "HeteroData", None)
+
+
+def _has_hetero(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return set(obj) == {_HETERO_TAG} or any(_has_hetero(v) for v in obj.values())
+    return False
+
+
+def _encode(obj: Any, hetero_data: type | None) -> Any:
+    if hetero_data is not None and isinstance(obj, hetero_data):
         return {_HETERO_TAG: obj.to_dict()}
     if isinstance(obj, dict):
         return {k: _encode(v, hetero_data) for k, v in obj.items()}
@@ -60,9 +74,8 @@ def save(obj: Any, path: Path, tags: dict[str, str] | None = None) -> None:
         atomic_write(path, lambda p: obj.write_parquet(p, metadata=tags or None))
         return
     import torch
-    from torch_geometric.data import HeteroData
 
-    payload = _encode(obj, HeteroData)
+    payload = _encode(obj, _hetero_data_if_imported())
     if tags:
         payload = {_TAGS: tags, _VALUE: payload}
     atomic_write(path, lambda p: torch.save(payload, p))
@@ -74,12 +87,15 @@ def load_with_tags(path: Path) -> tuple[Any, dict[str, str]]:
         tags = {k: v for k, v in pl.read_parquet_metadata(path).items() if not k.startswith("ARROW:")}
         return pl.read_parquet(path), tags
     import torch
-    from torch_geometric.data import HeteroData
 
     payload = torch.load(path, weights_only=True)
     tags = {}
     if isinstance(payload, dict) and set(payload) == {_TAGS, _VALUE}:
         tags, payload = payload[_TAGS], payload[_VALUE]
+    if not _has_hetero(payload):
+        return payload, tags
+    from torch_geometric.data import HeteroData
+
     return _decode(payload, HeteroData), tags
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch_geometric.data import HeteroData
 
+from adrel_pipeline.determinism import deterministic
 from adrel_pipeline.graph.build import AD, USER
 from adrel_pipeline.relevance.model import AdRelevanceModel
-from adrel_pipeline.relevance.training import deterministic
 
 
 class AdRanker:

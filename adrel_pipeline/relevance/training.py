@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import HeteroData
 
+from adrel_pipeline.determinism import deterministic
 from adrel_pipeline.evaluation.metrics import auc
 from adrel_pipeline.graph.build import AD, USER, USER_AD
 from adrel_pipeline.graph.split import sample_negatives, with_message_passing
@@ -38,21 +38,6 @@ class TrainResult:
     def from_payload(cls, payload: dict) -> TrainResult:
         """From :meth:`to_payload`'s dict; other keys (e.g. tracking records) are ignored."""
         return cls(**{f.name: payload[f.name] for f in fields(cls) if f.name in payload})
-
-
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """PyTorch's deterministic kernels, then the caller's setting back.
-
-    Multi-threaded CPU scatter-adds (GAT aggregation and its backward) otherwise differ in the
-    last bits from run to run, and the differences grow over epochs.
-    """
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 @torch.no_grad()

@@ -123,6 +123,29 @@ def test_fast_propagation_equals_lightgcn():
     torch.testing.assert_close(grad_fast, grad_pyg)
 
 
+def test_our_lightgcn_holds_pygs_parameters_without_importing_pyg():
+    import subprocess
+    import sys
+
+    from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+    from adrel_pipeline.audience.embeddings import LightGCN
+
+    torch.manual_seed(3)
+    theirs = PyGLightGCN(50, 8, 2).state_dict()
+    torch.manual_seed(3)
+    ours = LightGCN(50, 8, 2).state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
+    # The audience steps never import PyG (its import alone takes seconds).
+    code = ("import sys, adrel_pipeline.audience.embeddings, adrel_pipeline.audience.training, "
+            "adrel_pipeline.audience.pyfunc_model, adrel_pipeline.mlops.serialization; "
+            "print('torch_geometric' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "False"
+
+
 def test_linear_probe_recovers_a_linear_target_and_not_noise():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((400, 6))

@@ -327,7 +327,7 @@ def _register(context, mlflow: MlflowTracking, world: WorldResource, run_id: str
             return None, "it covers no advertiser of this run with the same seed list"
         ours = [recorded[k]["nn_recall"] for k in shared]
         champion = [theirs[k]["nn_recall"] for k in shared]
-        difference, se = paired_mean_difference(ours, champion)
+        _, se = paired_mean_difference(ours, champion)
         return Comparison(champion_version, sum(ours) / len(ours), sum(champion) / len(champion), se,
                           f"the holdouts of {len(shared)} advertisers", metric="mean holdout recall@k"), ""
 

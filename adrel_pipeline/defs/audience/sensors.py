@@ -65,7 +65,7 @@ def audience_inbox_sensor(context: dg.SensorEvaluationContext, audience: Audienc
             context.log.warning(f"rejected {path.name}: {err}")
             continue
         advertiser = table["advertiser_id"][0]
-        atomic_write(audience.accepted_path(advertiser), lambda p: table.write_parquet(p))
+        atomic_write(audience.accepted_path(advertiser), table.write_parquet)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         _move(path, inbox / "processed")
         if not context.instance.has_dynamic_partition(ADVERTISERS.name, advertiser) and advertiser not in new:

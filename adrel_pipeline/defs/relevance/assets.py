@@ -217,12 +217,13 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     """
     import torch
 
+    from adrel_pipeline.determinism import deterministic
     from adrel_pipeline.evaluation.baselines import baseline_scores
     from adrel_pipeline.evaluation.metrics import auc, paired_auc, ranking_metrics, roc_curve
     from adrel_pipeline.evaluation.plots import markdown_image, roc_png
     from adrel_pipeline.graph.build import USER_AD
     from adrel_pipeline.relevance.model import load_model
-    from adrel_pipeline.relevance.training import TrainResult, deterministic, predict, train_eval_pairs
+    from adrel_pipeline.relevance.training import TrainResult, predict, train_eval_pairs
 
     bounds = config.spec()
     model = load_model(TrainResult.from_payload(trained_gat).checkpoint)
