@@ -1,6 +1,6 @@
 """Audience expansion on one or more worlds, without Dagster, through the library the assets call.
 
-    python benchmarks/audience.py [--seeds 0 1 2] [--num-users 10000 ...] [--embedding-epochs 60 ...]
+    python benchmarks/audience.py [--seeds 0 1 2] [--num-users 10000 ...] [--embedding-epochs 40 ...]
                                   [--min-random-set 100] [--plots DIR]
 
 Per world seed, what the audience group of ``make run`` does, in-process and in its order: the

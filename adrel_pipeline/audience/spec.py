@@ -27,7 +27,7 @@ class AudienceSpec:
     # Universal user embeddings (LightGCN on organic user→pin edges).
     embedding_dim: int = param(32, "Dimension of the universal user embeddings.", integer=True, low=1, high=1024)
     embedding_layers: int = param(2, "LightGCN propagation layers.", integer=True, low=1, high=8)
-    embedding_epochs: int = param(60, "LightGCN full-batch BPR steps.", integer=True, low=1, high=10_000)
+    embedding_epochs: int = param(40, "LightGCN full-batch BPR steps.", integer=True, low=1, high=10_000)
     embedding_lr: float = param(0.1, "LightGCN Adam learning rate.", low=0.0, high=1.0, low_open=True)
     embedding_reg: float = param(
         0.1, "L2 penalty on the layer-0 embeddings (mean squared norm over nodes). Without it the pins, "
