@@ -149,6 +149,7 @@ def test_the_audience_group_on_a_small_world_then_one_uploaded_advertiser(tmp_pa
         assert both.height == 5 and np.allclose(both["score"], both["score_model"], atol=1e-5)
         first = metadata(instance, "audience_models")
         assert first["promotion"] == "champion"
+        _scores_in_a_process_without_dagster_or_the_checkout(tmp_path, uri, keys[0], stored)
 
         # An advertiser arrives without a redeploy: the sensor registers it, its run trains it alone.
         _drop(inbox, "acme.csv", seeds_of(storage, keys[-1]).select("user_id", "impressions", "clicks"))
@@ -161,6 +162,29 @@ def test_the_audience_group_on_a_small_world_then_one_uploaded_advertiser(tmp_pa
         acme = metadata(instance, "audience_models")
         assert acme["promotion"] == "challenger" and "covers no advertiser" in acme["promotion_reason"]
         assert expand_audience("acme", 3, source="model", storage_dir=storage, tracking_uri=uri).height == 3
+
+
+def _scores_in_a_process_without_dagster_or_the_checkout(tmp_path, uri, advertiser, stored) -> None:
+    """``models:/adrel-actalike@champion`` in a fresh interpreter that cannot import this checkout
+    (test_packaging's isolated loader): it scores the stored expansion's users as the pipeline did."""
+    import json
+    import subprocess
+    import sys
+
+    from adrel_pipeline_tests.mlops.test_packaging import ISOLATED_LOAD
+
+    frame = {"advertiser_id": [advertiser] * stored.height, "user_id": stored["user_id"].to_list()}
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
+    out = subprocess.run([sys.executable, "-I", "-c", ISOLATED_LOAD, "adrel-actalike", json.dumps(frame)],
+                         cwd=outside, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-4000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["dagster"] == []
+    # The loader hid the checkout: the library the model ran is the copy logged with it.
+    assert report["model_dir"] and all(f.startswith(report["model_dir"]) for f in report["shipped"].values() if f)
+    np.testing.assert_allclose(report["probs"], stored["score"].to_numpy(), rtol=1e-5, atol=1e-6)
 
 
 def seeds_of(storage, key) -> pl.DataFrame:
