@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from adrel_pipeline.world.simulation import category_codes
+from adrel_pipeline.world.simulation import category_codes, row_positions
 from adrel_pipeline.world.spec import AGE_GROUPS, INTERESTS
 
 RAW_FEATURE_NAMES: tuple[str, ...] = (
@@ -59,11 +59,4 @@ def raw_features(users: pl.DataFrame, items: pl.DataFrame, interactions: pl.Data
 
 def user_rows(users: pl.DataFrame, user_ids) -> np.ndarray:
     """Row positions in ``users`` of ``user_ids`` (the embeddings' and features' rows); unknown ids raise."""
-    all_ids = users["user_id"].to_numpy()
-    order = np.argsort(all_ids, kind="stable")
-    ids = np.asarray(user_ids, dtype=np.int64)
-    pos = np.clip(np.searchsorted(all_ids[order], ids), 0, max(len(all_ids) - 1, 0))
-    if len(ids) and (len(all_ids) == 0 or (all_ids[order][pos] != ids).any()):
-        unknown = ids if len(all_ids) == 0 else ids[all_ids[order][pos] != ids]
-        raise KeyError(f"{len(unknown)} user_ids are not in users, e.g. {unknown[:5].tolist()}")
-    return order[pos]
+    return row_positions(users["user_id"].to_numpy(), user_ids)

@@ -60,11 +60,9 @@ class ActalikePyfunc(mlflow.pyfunc.PythonModel):
         missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks columns {missing}: expected {list(INPUT_COLUMNS)}")
-        rows = np.searchsorted(self.user_ids, model_input["user_id"].to_numpy())
-        rows = np.clip(rows, 0, len(self.user_ids) - 1)
-        unknown = model_input["user_id"].to_numpy()[self.user_ids[rows] != model_input["user_id"].to_numpy()]
-        if unknown.size:
-            raise KeyError(f"unknown user_id values: {unknown[:5].tolist()}")
+        from adrel_pipeline.world.simulation import row_positions
+
+        rows = row_positions(self.user_ids, model_input["user_id"].to_numpy(), "user_id", "this model's users")
         out = np.empty(len(model_input), dtype=np.float32)
         advertisers = model_input["advertiser_id"].astype(str).to_numpy()
         for advertiser in np.unique(advertisers):

@@ -35,6 +35,7 @@ from adrel_pipeline.evaluation.expansion import (
     evaluation_rows,
     random_non_seed,
 )
+from adrel_pipeline.world.simulation import row_positions
 
 
 @dataclass
@@ -60,7 +61,7 @@ class AudienceData:
         return cls(ids, embeddings, features, np.isin(ids, active_users(users, interactions)))
 
     def rows(self, user_ids) -> np.ndarray:
-        return np.searchsorted(self.user_ids, np.asarray(user_ids, dtype=np.int64))
+        return row_positions(self.user_ids, user_ids)
 
 
 def advertiser_seed(seed: int, advertiser_id: str) -> int:
@@ -131,7 +132,8 @@ def offline_evaluation(data: AudienceData, seeds: Mapping[str, pl.DataFrame], bu
         audience = None
         if k in truth:
             methods["oracle"], audience = truth[k]
-        eligible = data.active & ~np.isin(np.arange(len(data.user_ids)), split.train)
+        eligible = data.active.copy()
+        eligible[split.train] = False
         result = evaluate_advertiser(methods, eligible, split.holdout, split.random, audience,
                                      len(split.seed_rows), K_MULTIPLIERS)
         rows += evaluation_rows(k, buckets[k], result)

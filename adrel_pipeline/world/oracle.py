@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from adrel_pipeline.world.simulation import category_codes, cell_popularity, style_weights, user_taste
+from adrel_pipeline.world.simulation import category_codes, cell_popularity, row_positions, style_weights, user_taste
 from adrel_pipeline.world.spec import INTERESTS, WorldSpec
 
 
@@ -32,8 +32,8 @@ def interaction_probability(
     Aligned pairs by default; with ``outer=True`` every user against every item, shape
     ``(len(user_ids), len(item_ids))``.
     """
-    user_row = _row_lookup(users["user_id"].to_numpy(), np.asarray(user_ids), "user_id")
-    item_row = _row_lookup(items["item_id"].to_numpy(), np.asarray(item_ids), "item_id")
+    user_row = row_positions(users["user_id"].to_numpy(), user_ids, "user_id", "users")
+    item_row = row_positions(items["item_id"].to_numpy(), item_ids, "item_id", "items")
     activity = users["true_activity"].to_numpy()
     interest = category_codes(users["main_interest"])[user_row]
     item_cat = category_codes(items["category"])
@@ -61,13 +61,3 @@ def interaction_probability(
     per_draw = share * (p * (interest == cat) + (1.0 - p) / len(INTERESTS)) * within
     return -np.expm1(spec.num_interactions * np.log1p(-per_draw))
 
-
-def _row_lookup(ids: np.ndarray, wanted: np.ndarray, name: str) -> np.ndarray:
-    order = np.argsort(ids)
-    pos = np.searchsorted(ids, wanted, sorter=order)
-    pos = np.clip(pos, 0, len(ids) - 1)
-    rows = order[pos]
-    if not np.all(ids[rows] == wanted):
-        missing = wanted[ids[rows] != wanted][:5].tolist()
-        raise KeyError(f"unknown {name} values: {missing}")
-    return rows

@@ -124,6 +124,19 @@ def generate_items(spec: WorldSpec) -> pl.DataFrame:
     )
 
 
+def row_positions(ids: np.ndarray, wanted, name: str = "user_id", table: str = "users") -> np.ndarray:
+    """Positions in ``ids`` (a table's id column, any order) of the ``wanted`` ids; any unknown id
+    raises a ``KeyError`` naming how many, the table and a few of them."""
+    ids, wanted = np.asarray(ids), np.asarray(wanted, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids, wanted, sorter=order), 0, max(len(ids) - 1, 0))
+    rows = order[pos] if len(ids) else pos
+    unknown = wanted if len(ids) == 0 else wanted[ids[rows] != wanted]
+    if len(unknown):
+        raise KeyError(f"{len(unknown)} {name}s are not in {table}, e.g. {unknown[:5].tolist()}")
+    return rows
+
+
 def category_codes(values: pl.Series) -> np.ndarray:
     return values.cast(pl.Enum(INTERESTS)).to_physical().to_numpy().astype(np.int64)
 
