@@ -10,7 +10,9 @@ from adrel_pipeline.mlops.promotion import CHALLENGER, CHAMPION, Comparison, dec
 from adrel_pipeline.mlops.store import client, store_lock
 
 DEFAULT_MODEL_NAME = "adrel-gat"
-__all__ = ["CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
+# The audience system's per-advertiser heads (adrel_pipeline.audience), registered by audience_models.
+ACTALIKE_MODEL_NAME = "adrel-actalike"
+__all__ = ["ACTALIKE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import polars as pl
 from adrel_pipeline.mlops import registry, store
 from adrel_pipeline.mlops.paths import dagster_storage_dir, default_tracking_uri
 
-MODEL_NAME = "adrel-actalike"
+MODEL_NAME = registry.ACTALIKE_MODEL_NAME
 
 
 def _stored(storage: Path, asset: str, advertiser_id: str) -> pl.DataFrame | None:

@@ -27,7 +27,7 @@ from adrel_pipeline.mlops import registry, store
 from adrel_pipeline.mlops.code_version import asset_code_version
 
 GROUP = "audience"
-MODEL_NAME = "adrel-actalike"
+MODEL_NAME = registry.ACTALIKE_MODEL_NAME
 METHODS = ("lr", "lsh", "nn", "nn_unweighted", "oracle")
 RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 # nn above the oracle's ground-truth precision by more than this many standard errors is a leak.
@@ -331,10 +331,8 @@ def _register(context, mlflow: MlflowTracking, world: WorldResource, run_id: str
         return Comparison(champion_version, sum(ours) / len(ours), sum(champion) / len(champion), se,
                           f"the holdouts of {len(shared)} advertisers", metric="mean holdout recall@k"), ""
 
+    # Each training (each attempt too) opens its own MLflow run, so its run is never registered yet.
     mean_recall = sum(r["nn_recall"] for r in recorded.values()) / len(recorded)
-    existing = registry.registered_version_of_run(MODEL_NAME, run_id)
-    if existing is not None:
-        return registry.Promotion.of_version(existing)
     promotion = registry.register_and_promote(
         MODEL_NAME, run_id, logged, mean_recall, compare,
         tags={"dagster.run_id": context.run.run_id, "world_fingerprint": world.fingerprint,
