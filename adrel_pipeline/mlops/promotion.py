@@ -28,6 +28,7 @@ class Comparison:
     se_difference: float
     pairs: str  # what was compared, for the reason
     metric: str = "test AUC"  # what new_auc and champion_auc measure, for the reason
+    se_method: str = "DeLong"  # how se_difference was computed, for the reason
 
     @property
     def difference(self) -> float:
@@ -59,8 +60,7 @@ def decide(partition: str | None, newest_partition: str | None, champion_version
                                     "promote by hand if this version should serve")
     c = comparison
     versus = (f"{c.metric} {c.new_auc:.4f} vs champion v{c.champion_version}'s {c.champion_auc:.4f} on {c.pairs}: "
-              f"difference {c.difference:+.4f}, paired standard error{' (DeLong)' if c.metric == 'test AUC' else ''} "
-              f"{c.se_difference:.4f}")
+              f"difference {c.difference:+.4f}, paired standard error ({c.se_method}) {c.se_difference:.4f}")
     if c.difference > c.se_difference:
         return Decision(CHAMPION, f"{versus}; better by more than one standard error")
     return Decision(CHALLENGER, f"{versus}; not better by more than one standard error (a tie does not promote)")

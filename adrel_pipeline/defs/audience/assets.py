@@ -329,7 +329,8 @@ def _register(context, mlflow: MlflowTracking, world: WorldResource, run_id: str
         champion = [theirs[k]["nn_recall"] for k in shared]
         _, se = paired_mean_difference(ours, champion)
         return Comparison(champion_version, sum(ours) / len(ours), sum(champion) / len(champion), se,
-                          f"the holdouts of {len(shared)} advertisers", metric="mean holdout recall@k"), ""
+                          f"the holdouts of {len(shared)} advertisers", metric="mean holdout recall@k",
+                          se_method="over advertisers"), ""
 
     # Each training (each attempt too) opens its own MLflow run, so its run is never registered yet.
     mean_recall = sum(r["nn_recall"] for r in recorded.values()) / len(recorded)
