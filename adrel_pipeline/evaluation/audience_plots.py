@@ -1,5 +1,6 @@
 """Audience-expansion figures, as PNG bytes: the blog's relative-gain bars (its Figures 4–6) and
-absolute values beside the oracle. Input: :func:`adrel_pipeline.evaluation.expansion.summarise`'s frame."""
+absolute values beside the oracle (input: :func:`adrel_pipeline.evaluation.expansion.summarise`'s
+frame), and the user embeddings' training loss."""
 
 from __future__ import annotations
 
@@ -62,3 +63,12 @@ def absolute_bars_png(summary: pl.DataFrame, metric: str) -> bytes:
     methods = list(dict.fromkeys(summary["method"].to_list()))
     return _bars(summary, metric, methods, LABELS.get(metric, metric), f"{LABELS.get(metric, metric)} by seed-list size",
                  percent=False, reference=0.5 if metric == "precision" else None)
+
+
+def embedding_loss_png(loss) -> bytes:
+    """The user embeddings' BPR loss per epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(range(1, len(loss) + 1), loss, color="tab:red")
+    ax.set(xlabel="epoch", ylabel="BPR loss", title="user embeddings (LightGCN)")
+    return _png(fig)

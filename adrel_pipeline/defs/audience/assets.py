@@ -48,6 +48,11 @@ def _per_advertiser(value) -> list[dict]:
     return [value] if "advertiser_id" in value else [value[k] for k in sorted(value)]
 
 
+def _by_advertiser(seed_lists: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The run's seed lists (one table over its partitions) as ``{advertiser_id: seed list}``."""
+    return {key: table for (key,), table in seed_lists.partition_by("advertiser_id", as_dict=True).items()}
+
+
 def _seed_hash(seed: pl.DataFrame) -> str:
     """Identifies a seed list's content: two models are compared only on identical lists."""
     return hashlib.sha256(seed.select("user_id", "impressions", "clicks").write_csv().encode()).hexdigest()[:12]
@@ -87,6 +92,7 @@ def user_embeddings(context: dg.AssetExecutionContext, config: AudienceConfig, w
     the share of the latent taste a linear probe recovers from them versus from raw features."""
     from adrel_pipeline.audience.embeddings import linear_probe_r2, train_user_embeddings
     from adrel_pipeline.audience.features import raw_features
+    from adrel_pipeline.evaluation.audience_plots import embedding_loss_png
     from adrel_pipeline.evaluation.plots import markdown_image
     from adrel_pipeline.world.simulation import user_taste
 
@@ -105,7 +111,7 @@ def user_embeddings(context: dg.AssetExecutionContext, config: AudienceConfig, w
         }
         store.log_metrics(quality)
         store.log_curves(result.history, ("loss",))
-        curve = _loss_png(result.history["loss"])
+        curve = embedding_loss_png(result.history["loss"])
         store.log_bytes(curve, "plots/embedding_loss.png")
     import torch
 
@@ -120,16 +126,6 @@ def user_embeddings(context: dg.AssetExecutionContext, config: AudienceConfig, w
         "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
         "loss_curve": dg.MetadataValue.md(markdown_image(curve, "embedding training loss")),
     })
-
-
-def _loss_png(loss) -> bytes:
-    from adrel_pipeline.evaluation.plots import _png, _pyplot
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(range(1, len(loss) + 1), loss, color="tab:red")
-    ax.set(xlabel="epoch", ylabel="BPR loss", title="user embeddings (LightGCN)")
-    return _png(fig)
 
 
 # One check per advertiser partition each: with the default sqlite event storage every check result
@@ -211,8 +207,7 @@ def audience_models(context: dg.AssetExecutionContext, config: AudienceConfig, w
 
     spec = config.spec(seed=world.seed)
     keys = list(context.partition_keys)
-    seeds = {k: t for k, t in seed_lists.partition_by("advertiser_id", as_dict=True, maintain_order=True).items()}
-    seeds = {(k[0] if isinstance(k, tuple) else k): t for k, t in seeds.items()}
+    seeds = _by_advertiser(seed_lists)
     buckets = _buckets(keys, advertisers, seeds)
     data = AudienceData.build(users, items, interaction_edges, user_embeddings)
     truth = _truth(world.spec(), users, keys, advertisers)
@@ -359,8 +354,7 @@ def audience_expansions(context: dg.AssetExecutionContext, config: AudienceConfi
 
     spec = config.spec()
     models = {m["advertiser_id"]: m for m in _per_advertiser(audience_models)}
-    seeds = {k[0] if isinstance(k, tuple) else k: t
-             for k, t in seed_lists.partition_by("advertiser_id", as_dict=True).items()}
+    seeds = _by_advertiser(seed_lists)
     data = AudienceData.build(users, items, interaction_edges, user_embeddings)
     sizes = {k: max(1, round(spec.expansion_multiplier * seeds[k].height)) for k in context.partition_keys}
     tables = expand(data, {k: models[k]["head"] for k in context.partition_keys}, seeds, sizes)
