@@ -18,8 +18,7 @@ export ADREL_EMBEDDING_DAY ?= $(RUN_DAY)
 # The deployment world's advertisers as a partition range (the first run registers them), read
 # without loading Dagster.
 ADVERTISER_RANGE = $(shell $(PY) -c 'from adrel_pipeline.world import deployment_world; \
-	from adrel_pipeline.world.advertisers import advertiser_ids; ids = advertiser_ids(deployment_world()); \
-	print(f"{ids[0]}...{ids[-1]}")')
+	from adrel_pipeline.world.advertisers import advertiser_range; print(advertiser_range(deployment_world()))')
 
 .PHONY: install check run test test-fast ui mlflow-ui bench clean
 

@@ -49,9 +49,11 @@ RANGE = re.compile(r"^(\S+\.\.\.\S+)$", re.MULTILINE)
 DAY = "2026-01-07"
 REPORT = ["-m", "adrel_pipeline.defs.report"]
 
+# The Makefile's ADVERTISER_RANGE.
+RANGE_CODE = ("from adrel_pipeline.world import deployment_world; "
+              "from adrel_pipeline.world.advertisers import advertiser_range; "
+              "print(advertiser_range(deployment_world()))")
 # (name, part, kind, arguments); kind: "dg" (dg launch) or "py" (python); "{range}" is filled in.
-RANGE_CODE = ("from adrel_pipeline.world import deployment_world; from adrel_pipeline.world.advertisers import "
-              "advertiser_ids; ids = advertiser_ids(deployment_world()); print(f'{ids[0]}...{ids[-1]}')")
 COMMANDS = [
     ("world + 7 days (backfill)", "relevance", "dg",
      ["--assets", "users,items,advertisers,interaction_edges", "--partition-range", f"2026-01-01...{DAY}"]),

@@ -1,8 +1,7 @@
 """Print an evaluation: ``python -m adrel_pipeline.defs.report [--partition DAY]`` (uses $DAGSTER_HOME).
 
 Without ``--partition``, the most recent ``test_auc`` materialization of any day. ``--audience``
-adds the latest ``audience_eval`` table; ``--advertiser-range`` prints the registered advertiser
-partitions as ``FIRST...LAST`` (for ``dg launch --partition-range``).
+adds the latest ``audience_eval`` table.
 """
 
 import argparse
@@ -15,16 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--partition", help="day of the model to report, e.g. 2026-01-07")
     parser.add_argument("--audience", action="store_true", help="also the audience expansion evaluation")
-    parser.add_argument("--advertiser-range", action="store_true", help="FIRST...LAST advertiser partition")
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
-    if args.advertiser_range:
-        keys = instance.get_dynamic_partitions("advertisers")
-        if not keys:
-            print("no advertisers registered yet: materialize the advertisers asset first", file=sys.stderr)
-            return 1
-        print(f"{keys[0]}...{keys[-1]}")
-        return 0
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("test_auc"),
                               asset_partitions=[args.partition] if args.partition else None),

@@ -85,6 +85,12 @@ def advertiser_ids(spec: WorldSpec) -> list[str]:
     return [_advertiser_id(spec, i) for i in range(spec.num_advertisers)]
 
 
+def advertiser_range(spec: WorldSpec) -> str:
+    """The world's advertisers as a partition range, ``FIRST...LAST`` (``dg launch --partition-range``)."""
+    ids = advertiser_ids(spec)
+    return f"{ids[0]}...{ids[-1]}"
+
+
 def _advertiser_id(spec: WorldSpec, index: int) -> str:
     return f"adv_{index:0{max(3, len(str(spec.num_advertisers - 1)))}d}"
 

@@ -22,7 +22,7 @@ from adrel_pipeline.world import (
     true_audience,
     user_taste,
 )
-from adrel_pipeline.world.advertisers import SEED_JITTER
+from adrel_pipeline.world.advertisers import SEED_JITTER, advertiser_range
 
 # Users only matter here (advertisers never look at items or interactions).
 WORLD = {"seed": 3, "num_users": 2000, "num_items": 1000, "num_interactions": 2000, "num_advertisers": 30}
@@ -108,6 +108,8 @@ def test_roster_sizes_kinds_and_buckets(roster):
     assert advertisers.schema == {"advertiser_id": pl.Utf8, "kind": pl.Utf8, "bucket": pl.Int64,
                                   "seed_size": pl.Int64, "audience_size": pl.Int64}
     assert advertisers["advertiser_id"].to_list() == advertiser_ids(spec) == [f"adv_{i:03d}" for i in range(30)]
+    # The partition range `make run` launches covers exactly the roster.
+    assert advertiser_range(spec) == "adv_000...adv_029"
     assert set(advertisers["bucket"]) == set(sizes)
     # Every bucket holds every kind.
     assert advertisers.group_by("bucket").agg(pl.col("kind").n_unique())["kind"].to_list() == [3] * len(sizes)
