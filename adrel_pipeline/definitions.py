@@ -11,6 +11,7 @@ import dagster as dg
 from adrel_pipeline.defs.audience import assets as audience
 from adrel_pipeline.defs.audience.resources import AudienceResource
 from adrel_pipeline.defs.audience.sensors import audience_expansion_job, audience_inbox_sensor
+from adrel_pipeline.defs.contextual import assets as contextual
 from adrel_pipeline.defs.graph import assets as graph
 from adrel_pipeline.defs.relevance import assets as relevance
 from adrel_pipeline.defs.shared.automation import (
@@ -29,7 +30,7 @@ from adrel_pipeline.defs.world import assets as world
 warnings.filterwarnings("ignore", category=UserWarning,
                         message=r"Asset job (adrel_job|daily_retrain) materializes assets with varying BackfillPolicies")
 
-all_assets = dg.load_assets_from_modules([world, graph, relevance, audience])
+all_assets = dg.load_assets_from_modules([world, graph, relevance, audience, contextual])
 
 # Everything for one day: users and items (not partitioned) and that day's partition of the rest.
 # The audience group is partitioned by advertiser, not by day: it has its own job.

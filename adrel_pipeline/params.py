@@ -31,8 +31,11 @@ class Range:
     high_open: bool = False
     integer: bool = False
     hint: str = ""  # why the bound is what it is, appended to the error
+    choices: tuple[str, ...] = ()  # a string parameter: one of these names
 
     def contains(self, value: Any) -> bool:
+        if self.choices:
+            return isinstance(value, str) and value in self.choices
         if isinstance(value, bool) or not isinstance(value, Integral if self.integer else Real):
             return False
         if not self.integer and not math.isfinite(value):
@@ -42,6 +45,8 @@ class Range:
         return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
 
     def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
         kind = "an integer" if self.integer else "a number"
         low, high = _show(self.low), _show(self.high)
         if self.low is None and self.high is None:
@@ -64,6 +69,14 @@ def param(default: Any, description: str, *, integer: bool = False, low: float |
         "description": description,
         "range": Range(low=low, high=high, low_open=low_open, high_open=high_open, integer=integer, hint=hint),
     })
+
+
+def choice(default: str, description: str, choices: tuple[str, ...]) -> Any:
+    """A string spec field that must be one of ``choices``."""
+    if default not in choices:
+        raise ValueError(f"default {default!r} is not one of {choices}")
+    return dataclasses.field(default=default, metadata={"description": description,
+                                                        "range": Range(choices=tuple(choices))})
 
 
 def range_of(spec_type: type, name: str) -> Range:

@@ -42,6 +42,14 @@ EMBEDDING_MODULES = (*WORLD_MODULES, "audience/spec.py", "audience/features.py",
 AUDIENCE_MODEL_MODULES = (*EMBEDDING_MODULES, *SEED_LIST_MODULES, "world/oracle.py", "audience/methods.py",
                           "audience/training.py", "audience/pyfunc_model.py", "evaluation/expansion.py")
 
+# Contextual relevance: the contexts and their truth, the funnel and its log, the labels, the model.
+CONTEXT_MODULES = (*WORLD_MODULES, "world/contexts.py")
+CANDIDATE_LOG_MODULES = (*CONTEXT_MODULES, "contextual/spec.py", "contextual/funnel.py", "contextual/sampling.py",
+                         "contextual/monitoring.py", "contextual/rules.py", "evaluation/calibration.py")
+LABEL_MODULES = (*CANDIDATE_LOG_MODULES, "contextual/labels.py")
+RELEVANCE_MODEL_MODULES = (*LABEL_MODULES, "contextual/model.py", "contextual/training.py",
+                           "contextual/pyfunc_model.py", "evaluation/contextual.py", "evaluation/contextual_plots.py")
+
 MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "users": WORLD_MODULES,
     "items": WORLD_MODULES,
@@ -57,6 +65,10 @@ MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "audience_models": AUDIENCE_MODEL_MODULES,
     "audience_expansions": AUDIENCE_MODEL_MODULES,
     "audience_eval": (*AUDIENCE_MODEL_MODULES, "audience/rules.py", "evaluation/audience_plots.py"),
+    "ad_inventory": CONTEXT_MODULES,
+    "candidate_log": CANDIDATE_LOG_MODULES,
+    "relevance_labels": LABEL_MODULES,
+    "relevance_model": RELEVANCE_MODEL_MODULES,
 }
 
 

@@ -31,7 +31,9 @@ _NOT_SHIPPED = frozenset({"defs", "definitions.py"})
 # Distributions of every third-party module the shipped code imports when the model is loaded
 # and scores (pyfunc_model and what it imports: relevance, graph, world, evaluation.metrics,
 # mlops.serialization); world/spec.py imports yaml. The packaging test fails if one is missing.
-REQUIRED_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "polars", "pyyaml", "torch", "torch_geometric")
+# The contextual relevance model (contextual/pyfunc_model.py) loads a scikit-learn estimator from skops.
+REQUIRED_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "polars", "pyyaml", "scikit-learn", "scipy", "skops", "torch",
+                          "torch_geometric")
 
 
 def pip_requirements() -> list[str]:

@@ -12,7 +12,9 @@ from adrel_pipeline.mlops.store import client, store_lock
 DEFAULT_MODEL_NAME = "adrel-gat"
 # The audience system's per-advertiser heads (adrel_pipeline.audience), registered by audience_models.
 ACTALIKE_MODEL_NAME = "adrel-actalike"
-__all__ = ["ACTALIKE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
+# The contextual relevance model (adrel_pipeline.contextual), registered by relevance_model.
+RELEVANCE_MODEL_NAME = "adrel-relevance"
+__all__ = ["ACTALIKE_MODEL_NAME", "RELEVANCE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ ACTIVITY_BETA: tuple[float, float] = (2.0, 7.0)
 MIN_ITEMS = 100
 MAX_SEED = 2**63 - 1
 WORLD_ENV = "ADREL_WORLD"
+# Context ids are day ordinal x this + index: a day's contexts never share an id with another day's.
+MAX_CONTEXTS_PER_DAY = 10_000_000
 # num_interactions is a weekly volume: the default 7-day training window holds exactly that many.
 DAYS_PER_VOLUME = 7
 
@@ -71,6 +73,11 @@ class WorldSpec:
     num_seed_buckets: int = param(
         5, "Seed-list size buckets, geometrically spaced from the smallest to the largest.",
         integer=True, low=1, high=50)
+    # Contextual traffic: the contexts (home feeds, searches, closeups) ads are retrieved for each day.
+    contexts_per_day: int = param(20_000, "Contexts (home feeds, searches, closeups) that request ads each day.",
+                                  integer=True, low=1, high=MAX_CONTEXTS_PER_DAY)
+    candidates_per_context: int = param(100, "Ads retrieved per context (before de-duplication).",
+                                        integer=True, low=1, high=10_000)
 
     def __post_init__(self) -> None:
         check_ranges(self, WorldConfigError)

@@ -10,8 +10,11 @@ import dagster as dg
 daily_retrain_job = dg.define_asset_job(
     "daily_retrain",
     # The audience group reads a fixed embedding window and is partitioned by advertiser: not daily.
-    selection=dg.AssetSelection.assets("interaction_edges").downstream() - dg.AssetSelection.groups("audience"),
-    description="Materialize one day's interactions and retrain the model on the window ending that day.",
+    # The contextual group's day (candidate log, labels, relevance model) needs no interactions.
+    selection=(dg.AssetSelection.assets("interaction_edges").downstream() - dg.AssetSelection.groups("audience"))
+    | dg.AssetSelection.assets("candidate_log").downstream(),
+    description="Materialize one day's interactions and retrain the model on the window ending that day; log the "
+                "day's ad candidates, label them and retrain the contextual relevance model.",
 )
 
 # At 02:00 UTC, one RunRequest for the day that just ended (run_key = partition key, so a tick

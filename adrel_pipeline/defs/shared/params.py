@@ -46,3 +46,30 @@ def config_for(spec_type: type, name: str, exclude: tuple[str, ...] = ("seed",))
     config = create_model(name, __base__=SpecConfig, **spec_fields(spec_type, exclude))
     config.spec_type = spec_type
     return config
+
+
+class SpecsConfig(dg.Config):
+    """Run config of a stage that several specs parametrise; :meth:`spec` gives one of them, validated."""
+
+    spec_types: ClassVar[tuple[type, ...]]
+
+    def spec(self, spec_type: type[T], **extra: Any) -> T:
+        import dataclasses
+
+        names = {f.name for f in dataclasses.fields(spec_type)}
+        return build_spec(spec_type, {k: v for k, v in self.model_dump().items() if k in names} | extra)
+
+
+def config_for_specs(name: str, *spec_types: type, exclude: tuple[str, ...] = ("seed",)) -> type[SpecsConfig]:
+    """A ``dg.Config`` class with the declared fields of every spec in ``spec_types`` (no two may
+    declare the same name)."""
+    fields: dict[str, Any] = {}
+    for spec_type in spec_types:
+        own = spec_fields(spec_type, exclude)
+        clash = sorted(set(own) & set(fields))
+        if clash:
+            raise ValueError(f"{name}: {spec_type.__name__} declares {clash} again")
+        fields |= own
+    config = create_model(name, __base__=SpecsConfig, **fields)
+    config.spec_types = tuple(spec_types)
+    return config

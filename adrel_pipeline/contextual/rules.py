@@ -1,0 +1,88 @@
+"""The rules behind the contextual group's asset checks, as plain functions (no Dagster): each
+returns a :class:`~adrel_pipeline.outcomes.CheckOutcome`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from adrel_pipeline.contextual.labels import GRADES, aggregate
+from adrel_pipeline.outcomes import CheckOutcome, outcome, show_examples
+
+
+def stages_known(log: pl.DataFrame, stages: Sequence[str]) -> CheckOutcome:
+    """Every logged candidate names the stage that dropped it from ``stages``, or none (served),
+    and the served flag agrees: a candidate with an unknown stage would be trained and tested in
+    the wrong stage's set."""
+    dropped = log["dropped_at"]
+    unknown = dropped.filter(dropped.is_not_null() & ~dropped.is_in(pl.Series(list(stages)).implode()))
+    mismatched = int((log["served"] != dropped.is_null()).sum())
+    counts = {f"logged_at/{s}": int((dropped == s).sum()) for s in stages} | {"served": int(dropped.is_null().sum())}
+    problems = []
+    if unknown.len():
+        problems.append(f"{unknown.len()} candidates dropped at unknown stages "
+                        f"{show_examples(unknown.unique().sort())} (stages: {list(stages)})")
+    if mismatched:
+        problems.append(f"{mismatched} candidates whose served flag disagrees with dropped_at")
+    return outcome(problems, f"{log.height} logged candidates, each dropped at one of {list(stages)} or served", counts)
+
+
+def labels_on_scale(labels: pl.DataFrame) -> CheckOutcome:
+    """Every rating is on the 5-point scale and every row's label is its raters' median."""
+    ratings = labels["ratings"].to_numpy()
+    off = int(((ratings < GRADES[0]) | (ratings > GRADES[-1])).any(axis=1).sum())
+    wrong = int((aggregate(ratings) != labels["label"].to_numpy()).sum()) if len(ratings) else 0
+    problems = []
+    if off:
+        problems.append(f"{off} rows with a rating outside {GRADES[0]}..{GRADES[-1]}")
+    if wrong:
+        problems.append(f"{wrong} rows whose label is not their raters' median")
+    return outcome(problems, f"{labels.height} rows, every rating on the 5-point scale, labels the raters' medians",
+                   {"rows": labels.height, "off_scale_rows": off, "wrong_label_rows": wrong})
+
+
+def disagreement_within(rate: float, limit: float) -> CheckOutcome:
+    """The row-level disagreement rate is at most ``limit`` (the seed's production level: 10%)."""
+    meta = {"disagreement_rate": rate, "limit": limit}
+    if not rate <= limit:
+        return CheckOutcome(False, f"disagreement rate {rate:.3f} is above {limit:g}: raters disagree by more than "
+                                   "one point on too many rows (guidelines or rater quality)", meta)
+    return CheckOutcome(True, f"disagreement rate {rate:.3f} <= {limit:g}", meta)
+
+
+def ece_within(eces: Mapping[str, float], limit: float) -> CheckOutcome:
+    """The ECE of every segment (content type) is at most ``limit``."""
+    over = {k: v for k, v in eces.items() if not v <= limit}
+    meta = {f"ece/{k}": v for k, v in eces.items()} | {"limit": limit}
+    if over:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(over.items()))
+        return CheckOutcome(False, f"ECE above {limit:g} on {shown}: the model's scores are not probabilities there", meta)
+    worst = max(eces, key=eces.get)
+    return CheckOutcome(True, f"ECE <= {limit:g} on every content type (worst: {worst} {eces[worst]:.4f})", meta)
+
+
+def brier_not_below_oracle(model: float, oracle: float, se: float, tolerance_se: float) -> CheckOutcome:
+    """The model's Brier score is not below the oracle's (the labels' true probabilities) by more
+    than ``tolerance_se`` paired standard errors: beating the truth means it saw the labels."""
+    meta = {"brier": model, "oracle_brier": oracle, "se_difference": se}
+    if model < oracle - tolerance_se * se:
+        return CheckOutcome(False, f"Brier {model:.4f} is below the oracle's {oracle:.4f} by more than "
+                                   f"{tolerance_se:g} paired SE ({se:.4f}): leakage", meta)
+    return CheckOutcome(True, f"Brier {model:.4f} vs the oracle's {oracle:.4f} (paired SE {se:.4f})", meta)
+
+
+def drift_within(values: Mapping[str, float], limit: float, what: str) -> CheckOutcome:
+    """Every drift measure (PSI, coverage drop) against the previous day is at most ``limit``."""
+    finite = {k: v for k, v in values.items() if np.isfinite(v)}
+    if not finite:
+        return CheckOutcome(True, f"no previous day to compare {what} with", {"compared": 0})
+    over = {k: v for k, v in finite.items() if v > limit}
+    worst = max(finite, key=finite.get)
+    meta = {"compared": len(finite), "worst": finite[worst], "limit": limit, "over_limit": len(over)}
+    if over:
+        shown = show_examples(f"{k} {v:.3f}" for k, v in sorted(over.items(), key=lambda kv: -kv[1]))
+        return CheckOutcome(False, f"{len(over)} {what} above {limit:g} against the previous day, {shown}", meta)
+    return CheckOutcome(True, f"{len(finite)} {what} within {limit:g} of the previous day (worst {worst} "
+                              f"{finite[worst]:.3f})", meta)
