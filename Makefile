@@ -39,16 +39,19 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 
 ## The default world end to end on a fresh instance: users, items, advertisers and a week of daily
 ## interactions in one run, the model of the week's last day; the audience group: user embeddings
-## and every advertiser's seed list, models and expansion in one run; then print the model's AUCs
-## and the audience expansion's per-method, per-bucket table.
+## and every advertiser's seed list, models and expansion in one run; the contextual relevance of the
+## run's day (candidate log, labels, calibrated model); then print the model's AUCs, the audience
+## expansion's per-method, per-bucket table and the labels' and relevance model's quality figures.
 run: install $(DAGSTER_HOME)/dagster.yaml
-	@echo "== users, items, advertisers and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
-	$(DG) launch --assets users,items,advertisers,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
+	@echo "== users, items, advertisers, the ad inventory and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
+	$(DG) launch --assets users,items,advertisers,ad_inventory,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
 	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
 	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
 	@echo "== audience expansion: user embeddings, then every advertiser's seed list, models and expansion (one run)"
 	$(DG) launch --assets 'user_embeddings,seed_lists*' --partition-range $(ADVERTISER_RANGE) -c config/console-info.yaml
-	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) --audience
+	@echo "== contextual relevance of $(RUN_DAY): the day's candidate log, its labelling job, the calibrated relevance model"
+	$(DG) launch --assets 'candidate_log*' --partition $(RUN_DAY) -c config/console-info.yaml
+	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) --audience --contextual
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
 check: install $(DAGSTER_HOME)/dagster.yaml

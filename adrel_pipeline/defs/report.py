@@ -1,7 +1,7 @@
 """Print an evaluation: ``python -m adrel_pipeline.defs.report [--partition DAY]`` (uses $DAGSTER_HOME).
 
 Without ``--partition``, the most recent ``test_auc`` materialization of any day. ``--audience``
-adds the latest ``audience_eval`` table.
+adds the latest ``audience_eval`` table, ``--contextual`` the day's relevance labels and model.
 """
 
 import argparse
@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--partition", help="day of the model to report, e.g. 2026-01-07")
     parser.add_argument("--audience", action="store_true", help="also the audience expansion evaluation")
+    parser.add_argument("--contextual", action="store_true",
+                        help="also the contextual relevance labels and model of the partition's day")
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
     records = instance.fetch_materializations(
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model version':>24}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
     print(f"{'world':>24}: {md['world_fingerprint']}")
     print(f"{'mlflow run':>24}: {md['mlflow_run_url']}")
-    return audience(instance) if args.audience else 0
+    status = audience(instance) if args.audience else 0
+    return contextual(instance, event.partition) or status if args.contextual else status
 
 
 def audience(instance: dg.DagsterInstance) -> int:
@@ -52,6 +55,47 @@ def audience(instance: dg.DagsterInstance) -> int:
           "(gain over lr), and the share of the expansion in the true audience")
     print(md["table"])
     print(f"{'mlflow run':>12}: {md['mlflow_run_url']}")
+    return 0
+
+
+
+def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1).records
+    if not records:
+        return None
+    return {k: v.value for k, v in records[0].event_log_entry.asset_materialization.metadata.items()}
+
+
+def contextual(instance: dg.DagsterInstance, partition: str | None) -> int:
+    from adrel_pipeline.world.contexts import CONTENT_TYPES, SURFACES
+
+    labels, model = _latest(instance, "relevance_labels", partition), _latest(instance, "relevance_model", partition)
+    if labels is None or model is None:
+        print(f"relevance_labels / relevance_model have not been materialized for {partition} in this DAGSTER_HOME "
+              "yet", file=sys.stderr)
+        return 1
+    print(f"\ncontextual relevance, {partition}: {labels['dagster/row_count']} labelled rows "
+          f"({labels['rows/candidates']} candidates, {labels['rows/heuristic']} heuristic, {labels['rows/test']} test)")
+    print(f"{'disagreement_rate':>34}: {labels['disagreement_rate']:.4f} (the seed's jobs: below 0.10)")
+    print(f"{'krippendorff_alpha':>34}: {labels['krippendorff_alpha']:.4f} (ordinal)")
+    print(f"{'ECE on labels (vs oracle probs)':>34}: {model['ece']:.4f} ({model['true_ece']:.4f}); "
+          f"oracle's ECE on labels {model['oracle/ece']:.4f}")
+    for segment in (*CONTENT_TYPES, *SURFACES):
+        print(f"{'ece/' + segment:>34}: {model['ece/' + segment]:.4f} ({model['true_ece/' + segment]:.4f})"
+              f"   legacy features: {model['no_category_match/ece/' + segment]:.4f}")
+    print(f"{'brier / auc / ndcg_at_10':>34}: {model['brier']:.4f} / {model['auc']:.4f} / {model['ndcg_at_10']:.4f}"
+          f"   oracle {model['oracle/brier']:.4f} / {model['oracle/auc']:.4f} / 1")
+    print(f"{'ablation (category match)':>34}: relevant share of top-ranked shopping ads "
+          f"{model['top_k_shopping_relevant_share']:.3f} vs {model['no_category_match/top_k_shopping_relevant_share']:.3f}"
+          f" without it ({model['ablation/shopping_relevant_share_gain']:+.1%}); their click rate "
+          f"{model['ablation/shopping_ctr_gain']:+.1%}")
+    print(f"{'old heuristic sample':>34}: ECE {model['heuristic/ece']:.4f}, Brier {model['heuristic/brier']:.4f}, "
+          f"AUC {model['heuristic/auc']:.4f}, nDCG@10 {model['heuristic/ndcg_at_10']:.4f} on the same test set")
+    print(f"{'model version':>34}: v{model['mlflow_model_version']} -> {model['promotion']} "
+          f"({model['promotion_reason']})")
+    print(f"{'mlflow run':>34}: {model['mlflow_run_url']}")
     return 0
 
 
