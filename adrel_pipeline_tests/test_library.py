@@ -23,7 +23,7 @@ def library_modules() -> list[str]:
 
 def test_the_library_covers_every_domain():
     names = library_modules()
-    for domain in ("world", "graph", "relevance", "evaluation", "mlops", "serving"):
+    for domain in ("world", "graph", "relevance", "audience", "contextual", "evaluation", "mlops", "serving"):
         assert any(n.startswith(f"adrel_pipeline.{domain}.") for n in names), domain
 
 

@@ -18,13 +18,17 @@ import dagster as dg
 import pytest
 import yaml
 
-from adrel_pipeline_tests.conftest import SMALL_WORLD, materialize_week, sqlite_uri
+from adrel_pipeline_tests.conftest import SMALL_WORLD, materialize, materialize_week, sqlite_uri
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # A fenced block, possibly indented (inside a list item): ```python[ info]\n body \n```
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```python(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
                    re.MULTILINE | re.DOTALL)
 NO_TEST = "no-test"
+CONTEXTUAL_ASSETS = ["ad_inventory", "candidate_log", "relevance_labels", "relevance_model"]
+# The small world's default traffic (20,000 contexts) with a smaller job: the examples, not the model, are tested.
+CONTEXTUAL_CONFIG = {"ops": {"relevance_labels": {"config": {"labelling_budget": 5000, "test_rows": 5000}},
+                             "relevance_model": {"config": {"max_iter": 50}}}}
 
 
 def python_blocks(text: str) -> list[tuple[int, str, str]]:
@@ -52,6 +56,9 @@ def test_readme_python_blocks_run_on_a_small_world(tmp_path, monkeypatch):
     with dg.instance_for_test() as instance:
         world, model = materialize_week(instance, tracking_uri)
         assert world.success and model.success
+        # ... and the contextual group of the same day (a small labelling job), for its examples.
+        contextual = materialize(instance, tracking_uri, selection=CONTEXTUAL_ASSETS, run_config=CONTEXTUAL_CONFIG)
+        assert contextual.success
         namespace: dict = {"__name__": "__readme__"}
         for line, info, code in blocks:
             if NO_TEST in info.split():

@@ -47,11 +47,6 @@ def score_profile(frame: pl.DataFrame, scores: Mapping[str, np.ndarray]) -> dict
     return out
 
 
-def summary(profile: Mapping) -> dict[str, float]:
-    """The profile's scalars (coverages) as they are, for metadata."""
-    return {k: float(v) for k, v in profile.items() if not isinstance(v, list)}
-
-
 def compare(previous: Mapping | None, current: Mapping) -> dict[str, float]:
     """``psi/<key>`` of each histogram and ``coverage_drop/<key>`` of each coverage present on
     both days; empty without a previous profile."""

@@ -14,7 +14,7 @@ DEFAULT_MODEL_NAME = "adrel-gat"
 ACTALIKE_MODEL_NAME = "adrel-actalike"
 # The contextual relevance model (adrel_pipeline.contextual), registered by relevance_model.
 RELEVANCE_MODEL_NAME = "adrel-relevance"
-__all__ = ["ACTALIKE_MODEL_NAME", "RELEVANCE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
+__all__ = ["ACTALIKE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "RELEVANCE_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
 
 
 @dataclass(frozen=True)

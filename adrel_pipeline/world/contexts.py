@@ -127,7 +127,6 @@ def generate_contexts(spec: WorldSpec, users: pl.DataFrame, items: pl.DataFrame,
     prototypes = style_prototypes(spec)
 
     home, search = surface == 0, surface == 1
-    closeup = ~(home | search)
     category = np.where(home, interest, np.where(search, query_category,
                                                    category_codes(organic["category"])[pin_row]))
     topic = np.where(home[:, None], taste, np.where(search[:, None], query_topic,

@@ -141,7 +141,7 @@ def test_too_large_jobs_fail_naming_the_field_before_labelling(log, monkeypatch,
 
     sampled = int(log["sampled"].sum())
     served = int(log["served"].sum())
-    assert served < 9000 < sampled - 1.2 * test_rows  # the third case's premise
+    assert served < 9000 < sampled - 1.2 * JOB_SPEC.test_rows  # the third case's premise
     monkeypatch.setattr(labels, "rate", lambda *a, **k: pytest.fail("labelled before the jobs were checked"))
     with pytest.raises(ContextualConfigError) as err:
         draw_jobs(log, LabelSpec(labelling_budget=budget, test_rows=test_rows), (7,))
@@ -151,10 +151,13 @@ def test_too_large_jobs_fail_naming_the_field_before_labelling(log, monkeypatch,
 
 
 def test_the_test_set_takes_just_enough_contexts(log, jobs):
-    # About 1.1 x test_rows / logged of the contexts are test contexts: the rest train.
-    contexts = log.filter(pl.col("sampled"))["context_id"].n_unique()
-    test_contexts = jobs.filter(pl.col("job") == "test")["context_id"].n_unique()
-    share = 1.1 * JOB_SPEC.test_rows / int(log["sampled"].sum())
-    # The test job is a sample of the test contexts' rows: it reaches at most all of them.
-    assert test_contexts <= contexts * share + 5 * np.sqrt(contexts * share * (1 - share))
-    assert test_contexts < contexts / 2
+    # Test contexts are a draw of share = 1.1 x test_rows / logged of the contexts: their logged rows
+    # number about 1.1 x test_rows (a sum of Bernoulli(share) x rows per context), the rest train.
+    sampled = log.filter(pl.col("sampled"))
+    rows_per_context = sampled.group_by("context_id").len()["len"].to_numpy().astype(float)
+    share = 1.1 * JOB_SPEC.test_rows / sampled.height
+    sd = np.sqrt(share * (1 - share) * (rows_per_context**2).sum())
+    test_contexts = jobs.filter(pl.col("job") == "test")["context_id"].unique().implode()
+    # Every test context with a logged row is in the test job unless the draw of rows missed all of it.
+    in_test_contexts = sampled.filter(pl.col("context_id").is_in(test_contexts)).height
+    assert JOB_SPEC.test_rows <= in_test_contexts <= 1.1 * JOB_SPEC.test_rows + 5 * sd

@@ -63,7 +63,7 @@ def two_days(tmp_path_factory):
 def test_the_group_records_label_quality_calibration_and_the_ablation(two_days):
     from adrel_pipeline.world.contexts import CONTENT_TYPES, SIGNALS, SURFACES
 
-    instance, _, first, _, md = two_days
+    _, _, first, _, md = two_days
     assert first.success
     labels, model, log = md["relevance_labels"], md["relevance_model"], md["candidate_log"]
     assert 0 <= labels["disagreement_rate"] <= 1 and -1 <= labels["krippendorff_alpha"] <= 1
@@ -90,7 +90,7 @@ def test_the_model_is_registered_with_its_run_and_plots_and_the_gate_decides_the
 
     from adrel_pipeline.mlops import registry, store
 
-    instance, uri, _, second, first_md = two_days
+    _, uri, _, second, first_md = two_days
     assert second.success
     store.use_store(uri)
     client = mlflow.MlflowClient()

@@ -95,7 +95,7 @@ def candidate_log(context: dg.AssetExecutionContext, config: CandidateLogConfig,
     (``served``), and whole candidate lists of a few contexts (``full_list``), each row with its
     signals, the stage that dropped it and the generator's truth."""
     from adrel_pipeline.contextual.funnel import STAGES, run_funnel
-    from adrel_pipeline.contextual.monitoring import compare, signal_profile, summary
+    from adrel_pipeline.contextual.monitoring import compare, signal_profile
     from adrel_pipeline.contextual.sampling import log_candidates
     from adrel_pipeline.evaluation.calibration import coverage
     from adrel_pipeline.world.contexts import RELEVANT_GRADE, SIGNALS, generate_contexts

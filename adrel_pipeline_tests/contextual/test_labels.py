@@ -1,0 +1,268 @@
+"""The simulated crowd: distinct raters per row, grades around the truth, median labels, the row
+disagreement rate, Krippendorff's ordinal alpha, and the oracle's relevance probability."""
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from adrel_pipeline.contextual.labels import (
+    THREE_POINT,
+    aggregate,
+    crowd_biases,
+    disagreement_rate,
+    krippendorff_alpha,
+    label_rows,
+    quality,
+    rate,
+    relevance_probability,
+    three_point,
+)
+from adrel_pipeline.contextual.spec import ContextualConfigError, LabelSpec
+from adrel_pipeline.world.contexts import RELEVANT_GRADE
+
+NOISELESS = {"rater_noise": 0.0, "rater_bias_sd": 0.0}
+
+
+def _grades(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(1.0, 5.0, n)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"raters_per_row": 0}, "raters_per_row=0 is out of range: must be an integer in [1, 15]"),
+    ({"rater_pool": 2, "raters_per_row": 3},
+     "rater_pool=2 is out of range: must be an integer >= raters_per_row=3 (each row's raters are distinct)"),
+    ({"rater_noise": -0.1}, "rater_noise=-0.1 is out of range: must be a number in [0, 5]"),
+    ({"labelling_budget": 99}, "labelling_budget=99 is out of range: must be an integer in [100, 10000000]"),
+    ({"test_rows": 0}, "test_rows=0 is out of range"),
+    ({"max_disagreement_rate": 1.5}, "max_disagreement_rate=1.5 is out of range: must be a number in [0, 1]"),
+])
+def test_invalid_label_fields_name_field_and_range(fields, expected):
+    with pytest.raises(ContextualConfigError) as err:
+        LabelSpec(**fields)
+    assert expected in str(err.value)
+
+
+def test_a_pool_as_large_as_the_panel_is_allowed():
+    assert LabelSpec(rater_pool=3, raters_per_row=3).rater_pool == 3
+
+
+def test_a_noiseless_unbiased_crowd_reproduces_the_truth():
+    # Exactly 3.5 (relevant: rint(3.5) = 4) and the scale's ends among random grades.
+    grade = np.concatenate([[1.0, 3.5, 3.4999, 5.0], _grades(5000)])
+    spec = LabelSpec(raters_per_row=3, rater_pool=10, **NOISELESS)
+    raters, ratings = rate(grade, spec)
+    expected = np.clip(np.rint(grade), 1, 5)
+    np.testing.assert_array_equal(ratings, np.repeat(expected[:, None], 3, axis=1))
+    assert raters.shape == ratings.shape == (len(grade), 3)
+    labels = label_rows(pl.DataFrame({"true_grade": grade}), spec)
+    np.testing.assert_array_equal(labels["label"].to_numpy(), expected)
+    np.testing.assert_array_equal(labels["relevant"].to_numpy(), grade >= RELEVANT_GRADE)
+    assert labels["relevant"][:4].to_list() == [False, True, False, True]
+    # The oracle of a noiseless crowd is the step at 3.5: exactly the labels.
+    np.testing.assert_array_equal(labels["relevance_probability"].to_numpy(), (grade >= RELEVANT_GRADE) * 1.0)
+    assert disagreement_rate(ratings) == 0.0
+
+
+def test_the_noiseless_oracle_is_a_step_at_three_and_a_half():
+    grade = np.array([1.0, 3.49, 3.4999999, 3.5, 3.5000001, 3.51, 5.0])
+    for k in (1, 2, 3, 4):
+        p = relevance_probability(grade, LabelSpec(raters_per_row=k, **NOISELESS))
+        np.testing.assert_array_equal(p, [0, 0, 0, 1, 1, 1, 1])
+
+
+def test_disagreement_grows_with_rater_noise():
+    grade = _grades(20_000)
+    rates = [disagreement_rate(rate(grade, LabelSpec(rater_noise=noise, rater_bias_sd=0.0))[1])
+             for noise in (0.0, 0.2, 0.5, 1.0)]
+    assert rates[0] == 0.0 <= rates[1]
+    # From 0.2 on, each step is beyond four standard errors of the difference of two shares of 20,000 rows.
+    n = len(grade)
+    assert all(b - a > 4 * math.sqrt((a * (1 - a) + b * (1 - b)) / n) for a, b in zip(rates[1:], rates[2:])), rates
+    # Bias alone (no per-row noise) also spreads a panel.
+    assert disagreement_rate(rate(grade, LabelSpec(rater_noise=0.0, rater_bias_sd=1.0))[1]) > 0.02
+
+
+def test_disagreement_rate_hand_worked():
+    ratings = np.array([[1, 2, 2], [1, 3, 2], [5, 5, 5], [4, 2, 3]])
+    assert disagreement_rate(ratings) == 0.5  # rows 2 and 4 span more than one point
+    assert math.isnan(disagreement_rate(np.empty((0, 3), dtype=np.int8)))
+
+
+@pytest.mark.parametrize("k, pool", [(3, 60), (3, 3), (5, 6), (1, 1), (15, 15)])
+def test_each_rows_raters_are_distinct_members_of_the_pool(k, pool):
+    n = 6000
+    raters, _ = rate(_grades(n), LabelSpec(raters_per_row=k, rater_pool=pool))
+    assert raters.shape == (n, k)
+    assert raters.min() >= 0 and raters.max() < pool
+    assert (np.sort(raters, axis=1)[:, 1:] != np.sort(raters, axis=1)[:, :-1]).all()
+    if k == pool:
+        np.testing.assert_array_equal(np.sort(raters, axis=1), np.broadcast_to(np.arange(pool), (n, k)))
+    # Every member is drawn about equally often, and in every position.
+    for position in range(k):
+        counts = np.bincount(raters[:, position], minlength=pool)
+        p = 1 / pool
+        assert (np.abs(counts - n * p) <= 5 * math.sqrt(n * p * (1 - p)) + 1e-9).all(), (position, counts)
+
+
+def test_the_crowd_is_the_same_for_every_job_of_a_seed():
+    spec = LabelSpec(rater_pool=40)
+    biases = crowd_biases(spec)
+    assert biases.shape == (40,)
+    np.testing.assert_array_equal(biases, crowd_biases(LabelSpec(rater_pool=40, labelling_budget=500)))
+    assert not np.array_equal(biases, crowd_biases(LabelSpec(rater_pool=40, seed=1)))
+    grade = _grades(100)
+    a, b = rate(grade, spec, (1,)), rate(grade, spec, (2,))
+    assert not np.array_equal(a[0], b[0])
+    np.testing.assert_array_equal(rate(grade, spec, (1,))[1], a[1])
+
+
+def test_a_raters_bias_shifts_all_their_ratings():
+    # One rater of a two-member pool with a large bias: their grades sit above the other's.
+    spec = LabelSpec(raters_per_row=1, rater_pool=2, rater_noise=0.0, rater_bias_sd=1.0, seed=5)
+    biases = crowd_biases(spec)
+    grade = np.full(4000, 3.0)
+    raters, ratings = rate(grade, spec)
+    for j in range(2):
+        np.testing.assert_array_equal(ratings[raters[:, 0] == j], np.clip(np.rint(3.0 + biases[j]), 1, 5))
+
+
+@pytest.mark.parametrize("ratings, expected", [
+    ([[1, 5, 3]], [3]),
+    ([[2, 2, 5], [5, 4, 1]], [2, 4]),
+    ([[4, 1]], [1]),              # even panel: the lower median
+    ([[1, 2, 3, 4]], [2]),
+    ([[5, 4, 4, 1]], [4]),        # sorted 1 4 4 5: the second
+    ([[3]], [3]),
+    ([[5, 5, 1, 1, 2]], [2]),     # sorted 1 1 2 5 5
+])
+def test_aggregate_is_the_lower_median(ratings, expected):
+    assert aggregate(np.array(ratings, dtype=np.int8)).tolist() == expected
+
+
+def test_three_point_scale():
+    assert three_point(np.array([1, 2, 3, 4, 5])).tolist() == ["irrelevant", "irrelevant", "somewhat", "relevant",
+                                                                 "relevant"]
+    assert THREE_POINT == ("irrelevant", "somewhat", "relevant")
+
+
+def test_label_rows_adds_the_panel_and_its_label():
+    rows = pl.DataFrame({"true_grade": _grades(300), "context_id": np.arange(300)})
+    spec = LabelSpec(raters_per_row=4)
+    labels = label_rows(rows, spec, (3,))
+    assert labels.columns == ["true_grade", "context_id", "rater_ids", "ratings", "label", "label_3pt", "relevant",
+                              "relevance_probability"]
+    raters, ratings = rate(rows["true_grade"].to_numpy(), spec, (3,))
+    np.testing.assert_array_equal(labels["ratings"].to_numpy(), ratings)
+    np.testing.assert_array_equal(labels["rater_ids"].to_numpy(), raters)
+    np.testing.assert_array_equal(labels["label"].to_numpy(), aggregate(ratings))
+    assert (labels["relevant"] == (labels["label"] >= 4)).all()
+    assert (labels["label_3pt"] == pl.Series(three_point(labels["label"].to_numpy()))).all()
+    q = quality(labels)
+    assert set(q) == {"disagreement_rate", "krippendorff_alpha", "relevant_share"}
+    assert q["relevant_share"] == pytest.approx(float(labels["relevant"].mean()))
+    assert q["disagreement_rate"] == disagreement_rate(ratings)
+
+
+def _binomial_tail(p: np.ndarray, k: int, need: int) -> np.ndarray:
+    return sum(math.comb(k, j) * p**j * (1 - p) ** (k - j) for j in range(need, k + 1))
+
+
+def test_the_oracle_hand_worked_at_the_threshold():
+    # At g* = 3.5 each rater says >= 4 with probability 1/2: an odd panel's median is relevant with
+    # probability 1/2, an even panel's lower median needs 3 of 4: (4 + 1) / 16.
+    spec = {"rater_noise": 0.45, "rater_bias_sd": 0.2}
+    assert relevance_probability(np.array([3.5]), LabelSpec(raters_per_row=3, **spec))[0] == pytest.approx(0.5)
+    assert relevance_probability(np.array([3.5]), LabelSpec(raters_per_row=4, **spec))[0] == pytest.approx(5 / 16)
+    assert relevance_probability(np.array([3.5]), LabelSpec(raters_per_row=2, **spec))[0] == pytest.approx(1 / 4)
+    # One point above, a rater's spread of 1: p = Phi(1) = 0.841345; three raters need two.
+    p = 0.8413447460685429
+    single = LabelSpec(raters_per_row=3, rater_noise=0.6, rater_bias_sd=0.8)
+    assert relevance_probability(np.array([4.5]), single)[0] == pytest.approx(3 * p**2 * (1 - p) + p**3, rel=1e-9)
+    # Monotone in the grade.
+    grade = np.linspace(1, 5, 101)
+    assert (np.diff(relevance_probability(grade, LabelSpec())) >= 0).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_the_oracle_matches_many_fresh_crowds(k):
+    # A pool far larger than the rows' panels: each panel is nearly a fresh draw of raters, so the
+    # crowd's own (finite-sample) biases average out. Several seeds: several crowds.
+    grades = np.array([2.6, 3.2, 3.45, 3.7, 4.3])
+    per_grade = 4000
+    grade = np.repeat(grades, per_grade)
+    hits = np.zeros(len(grades))
+    seeds = 3
+    for seed in range(seeds):
+        spec = LabelSpec(raters_per_row=k, rater_pool=100_000, rater_noise=0.45, rater_bias_sd=0.3, seed=seed)
+        relevant = aggregate(rate(grade, spec)[1]) >= 4
+        hits += relevant.reshape(len(grades), per_grade).sum(axis=1)
+    n = seeds * per_grade
+    observed = hits / n
+    expected = relevance_probability(grades, spec)
+    se = np.sqrt(expected * (1 - expected) / n)
+    assert (np.abs(observed - expected) <= 4 * se + 1e-3).all(), (observed, expected, se)
+    # The oracle is the binomial tail of each rater's Phi((g - 3.5) / spread), hand-checked at one grade.
+    from scipy.stats import norm
+
+    p = norm.cdf((grades - 3.5) / math.hypot(0.45, 0.3))
+    np.testing.assert_allclose(expected, _binomial_tail(p, k, k - (k - 1) // 2), rtol=1e-12)
+
+
+def test_the_oracle_matches_a_small_crowd_over_many_seeds():
+    # The production-like crowd of 60: one crowd's biases do not average out, many crowds' do.
+    grades = np.array([3.0, 3.5, 4.0])
+    grade = np.repeat(grades, 200)
+    hits, seeds = np.zeros(3), 60
+    for seed in range(seeds):
+        spec = LabelSpec(raters_per_row=3, rater_pool=60, seed=seed)
+        hits += (aggregate(rate(grade, spec)[1]) >= 4).reshape(3, 200).sum(axis=1)
+    n = seeds * 200
+    expected = relevance_probability(grades, spec)
+    # Rows rated by one crowd share its biases, whose mean is off by ~ rater_bias_sd / sqrt(60) = 0.026;
+    # the oracle's slope in the grade is at most 1.5 (median of 3 at p = 1/2: 6 p (1 - p)) x
+    # phi(0) / spread (0.399 / 0.49) ~ 1.22, so one crowd's share is off by ~0.032: over 60 crowds
+    # 0.032 / sqrt(60), beside the rows' binomial error.
+    observed = hits / n
+    se = np.sqrt((1.22 * spec.rater_bias_sd / math.sqrt(spec.rater_pool)) ** 2 / seeds + expected * (1 - expected) / n)
+    assert (np.abs(observed - expected) <= 4 * se).all(), (observed, expected, se)
+
+
+# --- Krippendorff's alpha -------------------------------------------------------------------------
+
+
+def test_krippendorff_ordinal_alpha_hand_worked_two_raters():
+    # Units (1, 1), (2, 3), (3, 3). Coincidences (each ordered pair of a unit's values, weight
+    # 1 / (m_u - 1) = 1): o11 = 2, o23 = o32 = 1, o33 = 2; marginals n1 = 2, n2 = 1, n3 = 3, n = 6.
+    # Ordinal distances d(c, k) = (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2:
+    #   d12 = (3 - 1.5)^2 = 2.25, d23 = (4 - 2)^2 = 4, d13 = (6 - 2.5)^2 = 12.25.
+    # Observed: sum o d = o23 d23 + o32 d32 = 8. Expected: sum_{c != k} n_c n_k d
+    #   = 2 (2*1*2.25 + 2*3*12.25 + 1*3*4) = 2 (4.5 + 73.5 + 12) = 180.
+    # alpha = 1 - (n - 1) * 8 / 180 = 1 - 40 / 180 = 7 / 9.
+    # (The interval metric would give 1 - 5 * 2 / 58 = 0.828, the nominal 1 - 5 * 2 / 22 = 0.545.)
+    ratings = np.array([[1, 1], [2, 3], [3, 3]], dtype=np.int8)
+    assert krippendorff_alpha(ratings) == pytest.approx(7 / 9, abs=1e-12)
+    # Who rated what does not enter: swapping a row's raters changes nothing.
+    assert krippendorff_alpha(ratings[:, ::-1]) == pytest.approx(7 / 9, abs=1e-12)
+
+
+def test_krippendorff_ordinal_alpha_hand_worked_three_raters():
+    # Units (1, 1, 2), (3, 3, 3), (2, 3, 3); weight 1 / (m_u - 1) = 1/2 per ordered pair.
+    # (1, 1, 2): o11 += 2 * 1/2 = 1, o12 += 1, o21 += 1.  (3, 3, 3): o33 += 6 * 1/2 = 3.
+    # (2, 3, 3): o23 += 1, o32 += 1, o33 += 1.
+    # Marginals n1 = 2, n2 = 2, n3 = 5, n = 9.
+    # d12 = (4 - 2)^2 = 4, d23 = (7 - 3.5)^2 = 12.25, d13 = (9 - 3.5)^2 = 30.25.
+    # Observed: o12 d12 + o21 d21 + o23 d23 + o32 d32 = 4 + 4 + 12.25 + 12.25 = 32.5.
+    # Expected: 2 (n1 n2 d12 + n1 n3 d13 + n2 n3 d23) = 2 (16 + 302.5 + 122.5) = 882.
+    # alpha = 1 - 8 * 32.5 / 882 = 1 - 130 / 441 = 311 / 441.
+    ratings = np.array([[1, 1, 2], [3, 3, 3], [2, 3, 3]], dtype=np.int8)
+    assert krippendorff_alpha(ratings) == pytest.approx(311 / 441, abs=1e-12)
+
+
+def test_krippendorff_alpha_is_one_on_perfect_agreement_and_falls_with_noise():
+    assert krippendorff_alpha(np.array([[1, 1, 1], [4, 4, 4], [5, 5, 5], [2, 2, 2]])) == pytest.approx(1.0)
+    grade = _grades(5000)
+    alphas = [krippendorff_alpha(rate(grade, LabelSpec(rater_noise=noise, rater_bias_sd=0.0))[1])
+              for noise in (0.0, 0.5, 1.5)]
+    assert alphas[0] == pytest.approx(1.0) and alphas[0] > alphas[1] > alphas[2]
