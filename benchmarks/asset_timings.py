@@ -6,15 +6,18 @@
 Each repeat does what ``make run`` does, in a fresh DAGSTER_HOME, in its order, each process under
 ``/usr/bin/time -v``:
 
-1. ``dg launch`` of ``users``, ``items``, ``advertisers`` and ``interaction_edges`` for the 7 days
-   2026-01-01..07 as one single-run backfill;
+1. ``dg launch`` of ``users``, ``items``, ``advertisers``, ``ad_inventory`` and ``interaction_edges``
+   for the 7 days 2026-01-01..07 as one single-run backfill;
 2. ``dg launch`` of ``hetero_graph*`` (graph, split, model, oracle, evaluation) for 2026-01-07;
 3. the advertiser partition range, from the deployment world without Dagster (the Makefile's
    ``ADVERTISER_RANGE``);
 4. ``dg launch`` of ``user_embeddings,seed_lists*`` over that advertiser partition range (the
    audience group: embeddings, seed lists, models, expansions, evaluation; one run);
-5. ``python -m adrel_pipeline.defs.report --partition 2026-01-07 --audience``: both reports in one
-   process (counted with the relevance part: the relevance pipeline alone needs its report too).
+5. ``dg launch`` of ``candidate_log*`` for 2026-01-07 (the contextual group: candidate log, labels,
+   relevance model);
+6. ``python -m adrel_pipeline.defs.report --partition 2026-01-07 --audience --contextual``: the three
+   reports in one process (counted with the relevance part: the relevance pipeline alone needs its
+   report too).
 
 ``$ADREL_EMBEDDING_DAY`` is 2026-01-07, as the Makefile exports it. Unlike ``make run`` the launches
 keep Dagster's default (DEBUG) console: the step times are read from its STEP_SUCCESS lines.
@@ -23,8 +26,9 @@ Printed, as medians over the repeats: each step's time; each step's peak RSS (th
 high-water mark while the step ran: reset at the step's STEP_START line through
 ``/proc/PID/clear_refs``, read at its STEP_SUCCESS line, so it includes what earlier steps and
 imports left resident) and its RSS at the start; each process's wall time (start to exit) and peak
-RSS; the relevance total (1 + 2 + 5), the audience total (3 + 4; what the audience group adds to
-``make run``, besides its ``advertisers`` step inside 1), and the whole. Then the last
+RSS; the relevance total (1 + 2 + 6), the audience total (3 + 4; what the audience group adds to
+``make run``, besides its ``advertisers`` step inside 1), the contextual total (5, besides its
+``ad_inventory`` step inside 1), and the whole. Then the last
 run's AUCs and overall audience metrics.
 
 All repeats record to one sqlite MLflow store, created before the first timed run: a scheduled
@@ -56,15 +60,24 @@ RANGE_CODE = ("from adrel_pipeline.world import deployment_world; "
 # (name, part, kind, arguments); kind: "dg" (dg launch) or "py" (python); "{range}" is filled in.
 COMMANDS = [
     ("world + 7 days (backfill)", "relevance", "dg",
-     ["--assets", "users,items,advertisers,interaction_edges", "--partition-range", f"2026-01-01...{DAY}"]),
+     ["--assets", "users,items,advertisers,ad_inventory,interaction_edges", "--partition-range",
+      f"2026-01-01...{DAY}"]),
     (f"model of {DAY}", "relevance", "dg", ["--assets", "hetero_graph*", "--partition", DAY]),
     ("advertiser range", "audience", "py", ["-c", RANGE_CODE]),
     ("audience (advertiser range)", "audience", "dg",
      ["--assets", "user_embeddings,seed_lists*", "--partition-range", "{range}"]),
-    ("report --partition --audience", "relevance", "py", [*REPORT, "--partition", DAY, "--audience"]),
+    (f"contextual of {DAY}", "contextual", "dg", ["--assets", "candidate_log*", "--partition", DAY]),
+    ("report --partition --audience --contextual", "relevance", "py",
+     [*REPORT, "--partition", DAY, "--audience", "--contextual"]),
 ]
 AUDIENCE_STEPS = ("advertisers", "user_embeddings", "seed_lists", "audience_models", "audience_expansions",
                   "audience_eval")
+CONTEXTUAL_STEPS = ("ad_inventory", "candidate_log", "relevance_labels", "relevance_model")
+
+
+def part_of(step: str) -> str:
+    return "audience" if step in AUDIENCE_STEPS else "contextual" if step in CONTEXTUAL_STEPS else "relevance"
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "dagster.yaml"
 
@@ -185,11 +198,11 @@ def main() -> None:
     print(f"\nworld: {world or 'defaults'}; advertisers {runs[0]['range']}; median of {args.repeats} run(s)\n")
     print("| step | process | time (s) | peak RSS (MiB) | RSS at start (MiB) |\n|---|---|---|---|---|")
     for step in runs[0]["steps"]:
-        label = f"**{step}**" if step in AUDIENCE_STEPS else step
+        label = step if part_of(step) == "relevance" else f"**{step}**"
         print(f"| {label} | {runs[0]['command_of'][step]} | {median(r['steps'][step] for r in runs):.2f} | "
               f"{median(r['peaks'][step] for r in runs):.0f} | {median(r['starts'][step] for r in runs):.0f} |")
-    for part in ("relevance", "audience"):
-        names = [s for s in runs[0]["steps"] if (s in AUDIENCE_STEPS) == (part == "audience")]
+    for part in ("relevance", "audience", "contextual"):
+        names = [s for s in runs[0]["steps"] if part_of(s) == part]
         print(f"| {part} steps total | | {median(sum(r['steps'][s] for s in names) for r in runs):.2f} | | |")
 
     print("\n| process | part | wall (s) | all runs (s) | peak RSS (MiB) |\n|---|---|---|---|---|")
@@ -203,7 +216,8 @@ def main() -> None:
         "relevance total (1 + 2 + report)": lambda r: sum(r["walls"][n] for n, p, _, _ in COMMANDS if p == "relevance"),
         "audience total (range + launch)": lambda r: sum(
             r["walls"][n] for n, p, _, _ in COMMANDS if p == "audience"),
-        "all five processes (make run's commands)": lambda r: sum(r["walls"].values()),
+        "contextual total (launch)": lambda r: sum(r["walls"][n] for n, p, _, _ in COMMANDS if p == "contextual"),
+        "all six processes (make run's commands)": lambda r: sum(r["walls"].values()),
     }
     for name, total in totals.items():
         values = [total(r) for r in runs]
@@ -220,6 +234,9 @@ def main() -> None:
     for metric in ("recall_at_k", "precision_at_k", "gt_precision_at_k"):
         print(f"  {metric}: " + "  ".join(f"{m}={md[f'{metric}/{m}'].value:.4f}"
                                           for m in ("lr", "lsh", "nn", "nn_unweighted", "oracle")))
+    md = instance.get_latest_materialization_event(dg.AssetKey("relevance_model")).asset_materialization.metadata
+    print("  relevance_model: " + "  ".join(f"{k}={md[k].value:.4f}" for k in (
+        "ece", "ece/regular", "ece/video", "ece/shopping", "ece/carousel", "true_ece", "brier", "ndcg_at_10")))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ native categories), then ``CalibratedClassifierCV(FrozenEstimator(model))`` fits
 sigmoid) calibration on the calibration fold alone, so no row serves both. The seed's ablation is
 the same model without ``category_match``.
 
-A fitted model is kept as skops bytes (safe to load: only scikit-learn and numpy types are
+A fitted model is kept as skops bytes (safe to load: only the types these models hold are
 trusted), so the IO manager stores it in a weights-only ``.pt`` file and MLflow logs it with the
 sklearn flavour's skops format.
 """
@@ -38,10 +38,16 @@ LEGACY_CATEGORY_MATCH = "category_match_except_shopping"
 LEGACY_FEATURES: tuple[str, ...] = tuple(LEGACY_CATEGORY_MATCH if f == "category_match" else f for f in FEATURES)
 _KNOWN = (*FEATURES, LEGACY_CATEGORY_MATCH)
 _STREAM_FOLDS = 61
-# Only these types are loaded from skops bytes: scikit-learn's and numpy's, and functools.partial
-# (skops checks whatever a partial wraps on its own).
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.")
-_TRUSTED_TYPES = ("functools.partial",)
+# Beyond what skops trusts by default (scikit-learn's estimators, numpy arrays), exactly the types
+# this module's models hold: a prefix such as "numpy." would also admit I/O functions (np.savetxt in
+# a partial) that a crafted payload could run at predict time.
+TRUSTED_TYPES = frozenset({
+    "functools.partial",  # wraps check_array below
+    "sklearn.utils.validation.check_array",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+})
 
 
 def feature_matrix(frame: pl.DataFrame, features: tuple[str, ...] = FEATURES) -> np.ndarray:
@@ -100,13 +106,13 @@ class RelevanceModel:
 
 
 def load_skops(data: bytes):
-    """A skops-serialised estimator, trusting scikit-learn's and numpy's types only."""
+    """A skops-serialised estimator, trusting skops's defaults and :data:`TRUSTED_TYPES` only."""
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES) and t not in _TRUSTED_TYPES]
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
     if refused:
-        raise ValueError(f"refusing to load a model holding types outside scikit-learn and numpy: {refused[:5]}")
+        raise ValueError(f"refusing to load a model holding types this code does not produce: {refused[:5]}")
     return skops.io.loads(data, trusted=untrusted)
 
 

@@ -9,8 +9,8 @@
   form the candidate-level test set and ``labelling_budget`` of the other contexts' form the
   training sample; the old heuristic's sample is ``labelling_budget`` of the served ads (the
   zero-relevance holdout's auction winners, post-auction scraping) of those same training contexts.
-  Test contexts are a draw of about ``1.1 x test_rows / logged`` of the contexts: enough for the
-  test set, the rest left to training.
+  The test contexts are the shortest prefix of a random order of the contexts whose logged
+  candidates reach ``test_rows``: enough for the test set, the rest left to training.
 
 Too small a log for the jobs fails, naming the fields, before anything is labelled.
 """
@@ -24,7 +24,6 @@ from adrel_pipeline.contextual.spec import CandidateLogSpec, ContextualConfigErr
 
 JOBS: tuple[str, ...] = ("candidates", "heuristic", "test")
 _STREAM_LOG, _STREAM_JOBS = 51, 52
-TEST_MARGIN = 1.1
 
 
 def log_candidates(candidates: pl.DataFrame, spec: CandidateLogSpec, key: tuple[int, ...] = ()) -> pl.DataFrame:
@@ -50,10 +49,12 @@ def draw_jobs(log: pl.DataFrame, spec: LabelSpec, key: tuple[int, ...] = ()) -> 
     """The rows of the day's three labelling jobs (see the module), with a ``job`` column."""
     rng = np.random.default_rng([spec.seed, _STREAM_JOBS, *key])
     sampled = log.filter(pl.col("sampled"))
-    contexts = sampled["context_id"].unique().sort().to_numpy()
-    # Just enough test contexts for the test set (with a margin for the draw): the rest can train.
-    share = min(1.0, TEST_MARGIN * spec.test_rows / max(1, sampled.height))
-    test_contexts = contexts[rng.random(len(contexts)) < share]
+    # Contexts in a random order; the test set's are the shortest prefix holding test_rows logged
+    # candidates: just enough for it, the rest left to training.
+    per_context = sampled.group_by("context_id").len().sort("context_id")
+    order = rng.permutation(per_context.height)
+    enough = int(np.searchsorted(np.cumsum(per_context["len"].to_numpy()[order]), spec.test_rows)) + 1
+    test_contexts = per_context["context_id"].to_numpy()[order[:enough]]
     is_test = pl.col("context_id").is_in(pl.Series(test_contexts).implode())
     test_pool, train_pool = sampled.filter(is_test), sampled.filter(~is_test)
     served_pool = log.filter(pl.col("served") & ~is_test)

@@ -52,7 +52,8 @@ class LabelSpec(_Spec):
     test_rows: int = param(40_000, "Rows of the candidate-level test set (contexts disjoint from training).",
                            integer=True, low=100, high=10_000_000)
     raters_per_row: int = param(3, "Raters per row; the row's label is their median (lower median if even).",
-                                integer=True, low=1, high=15)
+                                integer=True, low=2, high=15,
+                                hint=" (agreement, and so quality control, needs two raters of a row)")
     rater_pool: int = param(60, "Raters in the crowd; each row's raters are distinct members.",
                             integer=True, low=1, high=100_000)
     rater_noise: float = param(0.45, "Standard deviation of a rater's per-row noise, in grade points.",

@@ -17,7 +17,8 @@ DAY = WEEK[-1].isoformat()
 RELEVANCE = ["users", "items", "interaction_edges", "hetero_graph", "link_split", "trained_gat", "oracle_metrics",
              "test_auc"]
 AUDIENCE = ["advertisers", "user_embeddings", "seed_lists", "audience_models", "audience_expansions", "audience_eval"]
-ASSETS = RELEVANCE + AUDIENCE
+CONTEXTUAL = ["ad_inventory", "candidate_log", "relevance_labels", "relevance_model"]
+ASSETS = RELEVANCE + AUDIENCE + CONTEXTUAL
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,12 @@ def test_definitions_load_with_all_assets_in_dependency_order():
     assert {"user_embeddings", "seed_lists"} <= parents["audience_models"]
     assert {"user_embeddings", "audience_models", "seed_lists"} <= parents["audience_expansions"]
     assert parents["audience_eval"] == {"audience_models", "audience_expansions"}
+    # The contextual group: the day's log from the world's users, pins and ads; labels from the log;
+    # the model from the labels and the log's whole candidate lists. No interactions needed.
+    assert parents["ad_inventory"] == {"items"}
+    assert parents["candidate_log"] == {"users", "items", "ad_inventory"}
+    assert parents["relevance_labels"] == {"candidate_log"}
+    assert parents["relevance_model"] == {"relevance_labels", "candidate_log"}
 
 
 def test_code_location_loads_without_torch_mlflow_or_pandas():
