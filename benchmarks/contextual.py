@@ -16,7 +16,8 @@ the labels and ``log.filter(full_list)``. Printed, per seed and as the mean over
    only) trains the production model (``model.fit``, FEATURES, default RelevanceModelSpec), scored on
    the fixed test job: ECE on the labels and the true ECE (against ``relevance_probability``), overall,
    per content type and their max. Beside it the label-noise floor: the oracle's ECE on the labels of
-   the same test rows. A PNG of the means goes to ``benchmarks/results/contextual_ece_budget.png``.
+   the same test rows, with the seed's crowd's mean bias (``crowd_biases``). A PNG of the means goes
+   to ``benchmarks/results/contextual_ece_budget.png``.
 2. Calibration methods at the default budget (default log and jobs): isotonic (``train_and_evaluate``'s
    ``full``), none (its ``uncalibrated``: the trees fitted on every row, no held-out fold) and sigmoid
    (``fit(calibration="sigmoid")`` on the same rows), on the same test job.
@@ -30,13 +31,14 @@ the labels and ``log.filter(full_list)``. Printed, per seed and as the mean over
    no MLflow), each repeat of each step in a fresh process (this script with ``--step``) reading its
    inputs from parquet; wall time of the step (imports and reading the inputs excluded), the process's
    peak RSS (``VmHWM``, read right after the step: it includes the interpreter, the imports and the
-   inputs; not ``ru_maxrss``, see :func:`child_step`) and its RSS before the step; medians of 3 repeats. Then the production model's scoring
-   throughput (``RelevanceModel.predict``, feature matrix included, on 2,000,000 candidate rows: the
-   day's funnel output repeated) and ``label_rows``' throughput on 100,000 rows, medians of 3.
+   inputs; not ``ru_maxrss``, see :func:`child_step`) and its RSS before the step; medians of 3
+   repeats. Then the production model's scoring throughput (``RelevanceModel.predict``, feature matrix
+   included, on 2,000,000 candidate rows: the day's funnel output repeated) and ``label_rows``'
+   throughput on 100,000 rows, medians of 3.
 
 ``--quick``: one seed, a small world (2,000 users, 10,000 items, 40,000 interactions, 5,000 contexts a
 day), budgets 2,500 and 10,000, 10,000 labels and 10,000 test rows, 200,000 scored rows, one repeat of
-each timing: a smoke run.
+each timing, the figure to ``contextual_ece_budget_quick.png``: a smoke run.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ import sklearn.frozen
 import sklearn.metrics  # noqa: F401
 
 from adrel_pipeline.contextual.funnel import run_funnel
-from adrel_pipeline.contextual.labels import label_rows, quality
+from adrel_pipeline.contextual.labels import crowd_biases, label_rows, quality
 from adrel_pipeline.contextual.model import FEATURES, feature_matrix, fit
 from adrel_pipeline.contextual.sampling import JOBS, draw_jobs, log_candidates
 from adrel_pipeline.contextual.spec import CandidateLogSpec, LabelSpec, RelevanceModelSpec
@@ -95,6 +97,7 @@ QUICK_BUDGETS = (2_500, 10_000)
 QUICK_SCORING_ROWS = 200_000
 _STREAM_SUBSAMPLE = 71
 PLOT = Path(__file__).resolve().parent / "results" / "contextual_ece_budget.png"
+QUICK_PLOT = PLOT.with_name("contextual_ece_budget_quick.png")  # a smoke run leaves the full run's figure alone
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,12 @@ class Setup:
     budgets: tuple[int, ...] = BUDGETS
     scoring_rows: int = SCORING_ROWS
     repeats: int = REPEATS
+    plot: Path = PLOT
 
     @classmethod
     def of(cls, quick: bool) -> Setup:
-        return cls(QUICK_WORLD, QUICK_LABELS, QUICK_BUDGETS, QUICK_SCORING_ROWS, repeats=1) if quick else cls()
+        return (cls(QUICK_WORLD, QUICK_LABELS, QUICK_BUDGETS, QUICK_SCORING_ROWS, repeats=1, plot=QUICK_PLOT) if quick
+                else cls())
 
     def world_spec(self, seed: int) -> WorldSpec:
         return WorldSpec(**self.world, seed=seed)
@@ -167,6 +172,10 @@ def max_content_type(metrics: dict, prefix: str) -> float:
     return max(metrics[f"{prefix}/{c}"] for c in CONTENT_TYPES if f"{prefix}/{c}" in metrics)
 
 
+def worst_content_type(metrics: dict, prefix: str) -> str:
+    return max((c for c in CONTENT_TYPES if f"{prefix}/{c}" in metrics), key=lambda c: metrics[f"{prefix}/{c}"])
+
+
 def budget_study(seed: int, setup: Setup, candidates: pl.DataFrame, spec: RelevanceModelSpec) -> dict:
     """Table 1 of one seed: per budget the production model's calibration on the fixed test job,
     and the oracle's (the label-noise floor)."""
@@ -180,7 +189,10 @@ def budget_study(seed: int, setup: Setup, candidates: pl.DataFrame, spec: Releva
         model = fit(pool[np.sort(order[:budget])], spec, FEATURES)
         per_budget[budget] = calibration_metrics(model.predict(test), test, spec.ece_bins) | {
             "fit_seconds": model.fit_seconds}
-    floor = calibration_metrics(test["relevance_probability"].to_numpy(), test, spec.ece_bins)
+    floor = calibration_metrics(test["relevance_probability"].to_numpy(), test, spec.ece_bins) | {
+        "relevant_share": float(test["relevant"].mean()),
+        "mean_probability": float(test["relevance_probability"].mean()),
+        "crowd_bias": float(crowd_biases(label_spec).mean())}
     return {"per_budget": per_budget, "floor": floor, "test_rows": test.height, "logged": int(log["sampled"].sum())}
 
 
@@ -314,7 +326,8 @@ def throughput(first: dict, setup: Setup) -> dict:
         start = time.perf_counter()
         label_rows(to_label, spec, KEY)
         labelling.append(time.perf_counter() - start)
-    return {"scoring_rows": rows.height, "scoring": scoring, "features": features, "labelling_rows": to_label.height, "labelling": labelling}
+    return {"scoring_rows": rows.height, "scoring": scoring, "features": features,
+            "labelling_rows": to_label.height, "labelling": labelling}
 
 
 # --- printing -----------------------------------------------------------------------------------
@@ -369,7 +382,9 @@ def print_budgets(runs: list[dict], setup: Setup) -> dict:
     for b in setup.budgets:
         per_seed = [max_content_type(r["budgets"]["per_budget"][b], "ece") for r in runs]
         true_per_seed = [max_content_type(r["budgets"]["per_budget"][b], "true_ece") for r in runs]
-        summary.append([f"{b:,}", _seeds(per_seed), _mean(per_seed), _seeds(true_per_seed), _mean(true_per_seed),
+        worst = [worst_content_type(r["budgets"]["per_budget"][b], "ece") for r in runs]
+        summary.append([f"{b:,}", " / ".join(f"{v:.4f} {w}" for v, w in zip(per_seed, worst, strict=True)),
+                        _mean(per_seed), _seeds(true_per_seed), _mean(true_per_seed),
                         _mean(r["budgets"]["per_budget"][b]["ece"] for r in runs)])
     print(table(["budget", "ece max ct per seed", "mean", "true_ece max ct per seed", "mean", "ece overall mean"],
                 summary) + "\n")
@@ -387,10 +402,14 @@ def print_budgets(runs: list[dict], setup: Setup) -> dict:
     print()
     print("### label-noise floor: the oracle (relevance_probability) scored against the labels of the same test "
           "rows\n")
-    floor_cols = ["ece", *(f"ece/{c}" for c in CONTENT_TYPES), "ece max ct"]
+    print("Beside it: the test rows' share labelled relevant, the oracle's mean, and the mean bias of the seed's "
+          "crowd (crowd_biases; the oracle assumes a fresh crowd, biases N(0, rater_bias_sd)).\n")
+    floor_cols = ["ece", *(f"ece/{c}" for c in CONTENT_TYPES), "ece max ct", "relevant share", "oracle mean",
+                  "crowd mean bias"]
 
     def floor_row(f: dict) -> list[float]:
-        return [f["ece"], *(f[f"ece/{c}"] for c in CONTENT_TYPES), max_content_type(f, "ece")]
+        return [f["ece"], *(f[f"ece/{c}"] for c in CONTENT_TYPES), max_content_type(f, "ece"), f["relevant_share"],
+                f["mean_probability"], f["crowd_bias"]]
 
     floors = [[r["seed"], *floor_row(r["budgets"]["floor"])] for r in runs]
     floors.append(["mean", *map(float, np.mean([floor_row(r["budgets"]["floor"]) for r in runs], axis=0))])
@@ -402,9 +421,9 @@ def print_budgets(runs: list[dict], setup: Setup) -> dict:
              "overall, labels": [_mean(r["budgets"]["per_budget"][b]["ece"] for r in runs) for b in setup.budgets]}
     from adrel_pipeline.evaluation.contextual_plots import ece_budget_png
 
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    PLOT.write_bytes(ece_budget_png(list(setup.budgets), means, goal=ECE_GOAL))
-    print(f"plot: {PLOT}\n")
+    setup.plot.parent.mkdir(parents=True, exist_ok=True)
+    setup.plot.write_bytes(ece_budget_png(list(setup.budgets), means, goal=ECE_GOAL))
+    print(f"plot: {setup.plot}\n")
     return mean_max
 
 
@@ -413,7 +432,7 @@ def print_calibrations(runs: list[dict], budget: int) -> None:
     print("isotonic: train_and_evaluate's `full`; none: its `uncalibrated` (trees on every training row); sigmoid: "
           "`fit(calibration='sigmoid')` on the same rows (trees on the 75% outside the calibration fold, as "
           "isotonic). Same test job.\n")
-    head = ["method", "seed", "ece", "ece max ct", "true_ece", "true_ece max ct", "brier", "auc"]
+    head = ["method", "seed", "ece", "ece max ct", "worst ct", "true_ece", "true_ece max ct", "brier", "auc"]
 
     def row(m: dict) -> list[float]:
         return [m["ece"], max_content_type(m, "ece"), m["true_ece"], max_content_type(m, "true_ece"), m["brier"],
@@ -422,10 +441,12 @@ def print_calibrations(runs: list[dict], budget: int) -> None:
     rows = []
     for method in CALIBRATIONS:
         for r in runs:
-            rows.append([method, r["seed"], *row(r["calibrations"][method])])
+            m = r["calibrations"][method]
+            values = row(m)
+            rows.append([method, r["seed"], *values[:2], worst_content_type(m, "ece"), *values[2:]])
         if len(runs) > 1:
-            rows.append([f"**{method}**", "mean", *map(float, np.mean([row(r["calibrations"][method]) for r in runs],
-                                                                        axis=0))])
+            values = [float(v) for v in np.mean([row(r["calibrations"][method]) for r in runs], axis=0)]
+            rows.append([f"**{method}**", "mean", *values[:2], "", *values[2:]])
     print(table(head, rows) + "\n")
 
 
@@ -450,8 +471,9 @@ def print_models(runs: list[dict]) -> None:
                     [[n, *map(float, np.mean([_metric_row(r["metrics"][n]) for r in runs], axis=0))] for n in names])
               + "\n")
     print("### per seed\n")
-    print(table(["model", "seed", *METRIC_COLUMNS],
-                [[n, r["seed"], *_metric_row(r["metrics"][n])] for n in names for r in runs]) + "\n")
+    print(table(["model", "seed", *METRIC_COLUMNS[:2], "worst ct", *METRIC_COLUMNS[2:]],
+                [[n, r["seed"], *_metric_row(r["metrics"][n])[:2], worst_content_type(r["metrics"][n], "ece"),
+                  *_metric_row(r["metrics"][n])[2:]] for n in names for r in runs]) + "\n")
     print("### heuristic − full (mean over seeds)\n")
     diff = {k: _mean(r["metrics"]["heuristic"][k] - r["metrics"]["full"][k] for r in runs)
             for k in ("ece", "true_ece", "brier", "auc", "ndcg_at_10")}
