@@ -8,11 +8,11 @@ is the raters' median (the lower median for an even panel: a conservative call),
 to the 3-point scale (1-2 irrelevant, 3 somewhat, 4-5 relevant); a row is *relevant* when its
 label is 4 or 5.
 
-:func:`relevance_probability` is the oracle of the labels: the probability that a panel drawn
-from a fresh crowd labels a pair relevant, ``P(at least k - m of k raters say >= 4)`` with
-``m = (k - 1) // 2`` and each rater saying ``>= 4`` with probability
-``Phi((g* - 3.5) / sqrt(rater_noise^2 + rater_bias_sd^2))``: the calibrated probability no model
-of the signals can beat. numpy, scipy's normal CDF and the ``krippendorff`` package.
+:func:`relevance_probability` is the oracle of the labels: the probability that this crowd
+labels a pair relevant, ``P(at least k - m of k raters say >= 4)`` with ``m = (k - 1) // 2``, over
+the panels the crowd can field (distinct raters, uniformly), rater ``j`` saying ``>= 4`` with
+probability ``Phi((g* + b_j - 3.5) / rater_noise)``: the calibrated probability no model of the
+signals can beat. numpy, scipy's normal CDF and the ``krippendorff`` package.
 """
 
 from __future__ import annotations
@@ -83,15 +83,30 @@ def krippendorff_alpha(ratings: np.ndarray) -> float:
 
 
 def relevance_probability(true_grade: np.ndarray, spec: LabelSpec) -> np.ndarray:
-    """The probability that a panel of a fresh crowd labels each pair relevant (see the module)."""
+    """The probability that the crowd labels each pair relevant: that at least ``k - (k - 1) // 2``
+    of a panel of ``k`` distinct raters, drawn uniformly from the crowd, say 4 or more (see the module).
+
+    Exact for this crowd (its raters' biases, :func:`crowd_biases`): rater ``j`` says ``>= 4`` with
+    probability ``p_j = Phi((g* + b_j - 3.5) / rater_noise)``, and a uniformly random ``k``-subset's
+    count of such raters has the generating function ``[y^k] prod_j (1 + y (1 - p_j + p_j z)) /
+    C(pool, k)``, expanded here rater by rater (``rows x (k + 1) x (k + 1)`` numbers at a time).
+    """
     from scipy.special import ndtr
 
-    spread = float(np.hypot(spec.rater_noise, spec.rater_bias_sd))
     g = np.asarray(true_grade, dtype=np.float64)
-    p = (g >= RELEVANT_GRADE).astype(np.float64) if spread == 0 else ndtr((g - RELEVANT_GRADE) / spread)
+    shifted = g[:, None] + crowd_biases(spec)[None, :] - RELEVANT_GRADE
+    p = (shifted >= 0).astype(np.float64) if spec.rater_noise == 0 else ndtr(shifted / spec.rater_noise)
     k = spec.raters_per_row
+    # poly[:, a, c]: the sum over a-subsets of the raters seen so far of P(exactly c of them say >= 4).
+    poly = np.zeros((len(g), k + 1, k + 1))
+    poly[:, 0, 0] = 1.0
+    for j in range(spec.rater_pool):
+        pj = p[:, j, None, None]
+        step = poly[:, :-1, :] * (1.0 - pj)
+        step[:, :, 1:] += poly[:, :-1, :-1] * pj
+        poly[:, 1:, :] += step
     need = k - (k - 1) // 2
-    return sum(comb(k, j) * p**j * (1.0 - p) ** (k - j) for j in range(need, k + 1))
+    return poly[:, k, need:].sum(axis=1) / comb(spec.rater_pool, k)
 
 
 def label_rows(rows: pl.DataFrame, spec: LabelSpec, key: tuple[int, ...] = ()) -> pl.DataFrame:

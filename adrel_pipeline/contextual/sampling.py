@@ -4,7 +4,8 @@
   every stage, each with the stage that dropped it (``dropped_at``, null for a served ad). The
   draw looks at no column, so it needs no list of stages: any funnel's candidates log the same way,
   and the log's mix of stages is the funnel's.
-* :func:`draw_jobs`: the day's labelling jobs from the log. Contexts are split first (a context's
+* :func:`draw_jobs`: the day's labelling jobs from the log, outside the whole-list contexts (kept
+  for ranking metrics). Contexts are split first (a context's
   candidates are all in one job), then ``test_rows`` of the test contexts' logged candidates
   form the candidate-level test set and ``labelling_budget`` of the other contexts' form the
   training sample; the old heuristic's sample is ``labelling_budget`` of the served ads (the
@@ -48,7 +49,8 @@ def _take(frame: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame
 def draw_jobs(log: pl.DataFrame, spec: LabelSpec, key: tuple[int, ...] = ()) -> pl.DataFrame:
     """The rows of the day's three labelling jobs (see the module), with a ``job`` column."""
     rng = np.random.default_rng([spec.seed, _STREAM_JOBS, *key])
-    sampled = log.filter(pl.col("sampled"))
+    # The whole lists measure ranking: none of their contexts' rows may train or test a model.
+    sampled = log.filter(pl.col("sampled") & ~pl.col("full_list"))
     # Contexts in a random order; the test set's are the shortest prefix holding test_rows logged
     # candidates: just enough for it, the rest left to training.
     per_context = sampled.group_by("context_id").len().sort("context_id")
@@ -57,7 +59,7 @@ def draw_jobs(log: pl.DataFrame, spec: LabelSpec, key: tuple[int, ...] = ()) -> 
     test_contexts = per_context["context_id"].to_numpy()[order[:enough]]
     is_test = pl.col("context_id").is_in(pl.Series(test_contexts).implode())
     test_pool, train_pool = sampled.filter(is_test), sampled.filter(~is_test)
-    served_pool = log.filter(pl.col("served") & ~is_test)
+    served_pool = log.filter(pl.col("served") & ~pl.col("full_list") & ~is_test)
     for field, wanted, pool, what in (("test_rows", spec.test_rows, test_pool, "logged candidates of test contexts"),
                                       ("labelling_budget", spec.labelling_budget, train_pool,
                                        "logged candidates of training contexts"),

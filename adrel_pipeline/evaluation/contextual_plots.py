@@ -42,6 +42,9 @@ def ece_budget_png(budgets: Sequence[int], eces: Mapping[str, Sequence[float]], 
     if goal is not None:
         ax.axhline(goal, color="grey", linestyle="--", linewidth=1, label=f"goal {goal:g}")
     ax.set(xscale="log", xlabel="labelling budget (rows)", ylabel="ECE", title="calibration error vs budget")
+    # One tick per budget, as written (the log axis' own ticks overlap the budgets' labels).
+    ax.set_xticks(list(budgets), [f"{b:,}" for b in budgets], rotation=30, fontsize=7)
+    ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -125,6 +125,15 @@ def test_test_contexts_are_disjoint_from_training(jobs):
     assert contexts["candidates"] & contexts["heuristic"]
 
 
+def test_no_job_holds_a_whole_list_context(log, jobs):
+    # The whole lists measure ranking (nDCG, the top-ranked shares): a model trained on their
+    # contexts' rows would be measured on what it saw.
+    lists = log.filter(pl.col("full_list"))["context_id"].unique()
+    assert lists.len() == FULL_LISTS
+    assert not jobs["context_id"].is_in(lists.implode()).any()
+    assert not jobs["full_list"].any()
+
+
 def test_jobs_reproduce_from_their_key(log, jobs):
     assert draw_jobs(log, JOB_SPEC, (7,)).equals(jobs)
     assert not draw_jobs(log, JOB_SPEC, (8,)).select("context_id", "ad_id").equals(jobs.select("context_id", "ad_id"))

@@ -332,10 +332,6 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
         **{f"seconds/{k}": round(v, 3) for k, v in result.seconds.items()},
         "max_score_psi": max(changes.values(), default=float("nan")),
         PROFILE_KEY: dg.MetadataValue.json(profile),
-        "mlflow_run_id": run_id,
-        "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
-        "mlflow_model_version": int(promotion.version),
-        "mlflow_model_url": dg.MetadataValue.url(mlflow.model_version_url(promotion.version, MODEL_NAME)),
-        "promotion": promotion.alias,
-        "promotion_reason": promotion.reason,
+        **mlflow.run_metadata(run_id),
+        **mlflow.promotion_metadata(promotion, MODEL_NAME),
     }), MODEL_CHECKS, outcomes)

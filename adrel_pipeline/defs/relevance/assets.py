@@ -308,11 +308,7 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     yield from checks.emit(dg.Output({**metrics, **extra}, metadata={
         **{k: float(v) for k, v in metrics.items()},
         **extra,
-        "mlflow_run_id": record["run_id"],
-        "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(record["run_id"])),
-        "mlflow_model_version": int(promotion.version),
-        "mlflow_model_url": dg.MetadataValue.url(mlflow.model_version_url(promotion.version)),
-        "promotion": promotion.alias,
-        "promotion_reason": promotion.reason,
+        **mlflow.run_metadata(record["run_id"]),
+        **mlflow.promotion_metadata(promotion),
         "roc_curve": dg.MetadataValue.md(markdown_image(roc, "ROC curve")),
     }), MODEL_CHECKS, outcomes)

@@ -82,6 +82,17 @@ class MlflowTracking(dg.ConfigurableResource):
     def model_version_url(self, version: str, name: str | None = None) -> str:
         return store.model_version_url(self._ui(), name or self.registered_model_name, version)
 
+    def run_metadata(self, run_id: str) -> dict:
+        """Materialization metadata linking to the MLflow run."""
+        return {"mlflow_run_id": run_id, "mlflow_run_url": dg.MetadataValue.url(self.run_url(run_id))}
+
+    def promotion_metadata(self, promotion, name: str | None = None) -> dict:
+        """Materialization metadata of a registered version and the gate's decision
+        (``promotion``: a :class:`~adrel_pipeline.mlops.registry.Promotion`)."""
+        return {"mlflow_model_version": int(promotion.version),
+                "mlflow_model_url": dg.MetadataValue.url(self.model_version_url(promotion.version, name)),
+                "promotion": promotion.alias, "promotion_reason": promotion.reason}
+
     def dagster_run_url(self, run_id: str) -> str:
         return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
 
