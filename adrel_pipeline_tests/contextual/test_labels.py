@@ -220,7 +220,7 @@ def test_the_oracle_matches_its_crowds_labels(k, pool):
 
 def test_the_oracle_knows_the_crowds_bias():
     # A crowd that rates high labels more rows relevant: the oracle follows it, a fresh crowd's would not.
-    base = dict(raters_per_row=3, rater_pool=3, rater_noise=0.45, rater_bias_sd=0.3)
+    base = {"raters_per_row": 3, "rater_pool": 3, "rater_noise": 0.45, "rater_bias_sd": 0.3}
     seeds = range(40)
     biased = max(seeds, key=lambda s: crowd_biases(LabelSpec(**base, seed=s)).mean())
     lenient, strict = LabelSpec(**base, seed=biased), LabelSpec(**base, seed=min(
