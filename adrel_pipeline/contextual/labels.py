@@ -89,7 +89,7 @@ def relevance_probability(true_grade: np.ndarray, spec: LabelSpec) -> np.ndarray
     Exact for this crowd (its raters' biases, :func:`crowd_biases`): rater ``j`` says ``>= 4`` with
     probability ``p_j = Phi((g* + b_j - 3.5) / rater_noise)``, and a uniformly random ``k``-subset's
     count of such raters has the generating function ``[y^k] prod_j (1 + y (1 - p_j + p_j z)) /
-    C(pool, k)``, expanded here rater by rater (``rows x (k + 1) x (k + 1)`` numbers at a time).
+    C(pool, k)``, expanded here rater by rater.
     """
     from scipy.special import ndtr
 
@@ -97,16 +97,17 @@ def relevance_probability(true_grade: np.ndarray, spec: LabelSpec) -> np.ndarray
     shifted = g[:, None] + crowd_biases(spec)[None, :] - RELEVANT_GRADE
     p = (shifted >= 0).astype(np.float64) if spec.rater_noise == 0 else ndtr(shifted / spec.rater_noise)
     k = spec.raters_per_row
-    # poly[:, a, c]: the sum over a-subsets of the raters seen so far of P(exactly c of them say >= 4).
-    poly = np.zeros((len(g), k + 1, k + 1))
-    poly[:, 0, 0] = 1.0
+    # poly[a, c, rows]: the sum over a-subsets of the raters seen so far of P(exactly c of them say >= 4).
+    # Rater j extends every (a - 1)-subset; a runs downwards so that each reads the values before j.
+    poly = np.zeros((k + 1, k + 1, len(g)))
+    poly[0, 0] = 1.0
+    q = 1.0 - p
     for j in range(spec.rater_pool):
-        pj = p[:, j, None, None]
-        step = poly[:, :-1, :] * (1.0 - pj)
-        step[:, :, 1:] += poly[:, :-1, :-1] * pj
-        poly[:, 1:, :] += step
+        for a in range(min(j + 1, k), 0, -1):
+            poly[a, 1:] += poly[a - 1, :-1] * p[:, j]
+            poly[a] += poly[a - 1] * q[:, j]
     need = k - (k - 1) // 2
-    return poly[:, k, need:].sum(axis=1) / comb(spec.rater_pool, k)
+    return poly[k, need:].sum(axis=0) / comb(spec.rater_pool, k)
 
 
 def label_rows(rows: pl.DataFrame, spec: LabelSpec, key: tuple[int, ...] = ()) -> pl.DataFrame:
