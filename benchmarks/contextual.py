@@ -403,7 +403,7 @@ def print_budgets(runs: list[dict], setup: Setup) -> dict:
     print("### label-noise floor: the oracle (relevance_probability) scored against the labels of the same test "
           "rows\n")
     print("Beside it: the test rows' share labelled relevant, the oracle's mean, and the mean bias of the seed's "
-          "crowd (crowd_biases; the oracle assumes a fresh crowd, biases N(0, rater_bias_sd)).\n")
+          "crowd (crowd_biases; the oracle is exact for this crowd, whatever its mean bias).\n")
     floor_cols = ["ece", *(f"ece/{c}" for c in CONTENT_TYPES), "ece max ct", "relevant share", "oracle mean",
                   "crowd mean bias"]
 
