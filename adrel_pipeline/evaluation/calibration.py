@@ -10,7 +10,7 @@ the label noise does not blur: a synthetic world can measure it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -72,16 +72,6 @@ def ndcg_at_k(groups, scores, gains, k: int = 10) -> float:
     return float((joined["dcg"] / joined["idcg"]).mean()) if joined.height else float("nan")
 
 
-def segment_keys(frame: pl.DataFrame, by: Sequence[str]) -> list[tuple[str, pl.Series]]:
-    """``("surface=home/content_type=video", mask)`` for each segment present, sorted."""
-    keys = frame.select(by).unique().sort(by)
-    out = []
-    for row in keys.iter_rows():
-        mask = pl.all_horizontal([pl.col(c) == v for c, v in zip(by, row)])
-        out.append(("/".join(str(v) for v in row), frame.select(mask.alias("m"))["m"]))
-    return out
-
-
 def histogram(values, edges: np.ndarray = SCORE_EDGES) -> list[int]:
     """Counts of ``values`` in ``edges``' bins (values outside go to the end bins; NaN are skipped)."""
     values = np.asarray(values, dtype=np.float64)
@@ -104,8 +94,3 @@ def coverage(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, float]:
     if frame.height == 0:
         return {c: float("nan") for c in columns}
     return {c: float(frame.select((pl.col(c).is_not_null() & ~pl.col(c).is_nan()).mean()).item()) for c in columns}
-
-
-def drift(previous: Mapping[str, Sequence[int]], current: Mapping[str, Sequence[int]]) -> dict[str, float]:
-    """PSI of each histogram present on both days."""
-    return {key: psi(previous[key], current[key]) for key in current if key in previous}

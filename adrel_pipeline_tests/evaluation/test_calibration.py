@@ -13,14 +13,12 @@ from adrel_pipeline.evaluation.calibration import (
     SCORE_EDGES,
     brier,
     coverage,
-    drift,
     ece,
     histogram,
     ndcg_at_k,
     paired_brier,
     psi,
     reliability,
-    segment_keys,
 )
 from adrel_pipeline.evaluation.contextual import calibration_metrics, ranking_metrics, relative_difference
 
@@ -170,17 +168,6 @@ def test_coverage_counts_null_and_nan_as_absent():
     frame = pl.DataFrame({"a": [1.0, None, np.nan, 2.0], "b": [1.0, 2.0, 3.0, 4.0]})
     assert coverage(frame, ["a", "b"]) == {"a": 0.5, "b": 1.0}
     assert all(math.isnan(v) for v in coverage(frame.head(0), ["a"]).values())
-
-
-def test_drift_compares_the_histograms_both_days_have():
-    assert drift({"x": [50, 50], "y": [1, 1]}, {"x": [80, 20], "z": [3, 3]}) == {"x": pytest.approx(0.3 * math.log(4))}
-
-
-def test_segment_keys_are_sorted_with_their_masks():
-    frame = pl.DataFrame({"surface": ["search", "home", "search"], "content_type": ["video", "video", "regular"]})
-    keys = segment_keys(frame, ["surface", "content_type"])
-    assert [k for k, _ in keys] == ["home/video", "search/regular", "search/video"]
-    assert [m.to_list() for _, m in keys] == [[False, True, False], [False, False, True], [True, False, False]]
 
 
 # --- the contextual model's evaluation ------------------------------------------------------------
