@@ -77,8 +77,10 @@ class LabelSpec(_Spec):
 class RelevanceModelSpec(_Spec):
     """One gradient-boosted model for every content type, calibrated on a held-out fold."""
 
-    max_iter: int = param(100, "Boosting iterations.", integer=True, low=1, high=10_000)
-    learning_rate: float = param(0.1, "Boosting learning rate.", low=0.0, high=1.0, low_open=True)
+    # 40 trees at 0.25 instead of 100 at 0.1: on the default world (seeds 0-2) the same ECE within noise,
+    # Brier +0.0003, and 1.8x the scoring speed (benchmarks/contextual.py).
+    max_iter: int = param(40, "Boosting iterations.", integer=True, low=1, high=10_000)
+    learning_rate: float = param(0.25, "Boosting learning rate.", low=0.0, high=1.0, low_open=True)
     max_leaf_nodes: int = param(31, "Leaves per tree.", integer=True, low=2, high=4096)
     min_samples_leaf: int = param(100, "Rows per leaf at least.", integer=True, low=1, high=100_000)
     l2_regularization: float = param(0.0, "L2 penalty on leaf values.", low=0.0, high=1000.0)
