@@ -25,7 +25,8 @@ from adrel_pipeline.world.contexts import (
 from adrel_pipeline.world.simulation import category_codes, style_prototypes
 from adrel_pipeline.world.spec import INTERESTS, WorldSpec
 
-STAGES: tuple[str, ...] = ("retrieval", "ranking")  # the stages that can drop a candidate, in order
+# The funnel's stages, in order: a candidate's dropped_at names one of them (so far only ranking drops any).
+STAGES: tuple[str, ...] = ("retrieval", "ranking")
 RETRIEVAL_SHARPNESS = 4.0
 PCTR_NOISE = 0.3  # log-normal error of the engagement model's pCTR
 _STREAM_RETRIEVAL = 31
