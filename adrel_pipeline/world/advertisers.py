@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from adrel_pipeline.params import out_of_range
-from adrel_pipeline.world.simulation import category_codes, user_taste
+from adrel_pipeline.world.simulation import category_codes, sigmoid, user_taste
 from adrel_pipeline.world.spec import ACTIVITY_BETA, AGE_GROUPS, INTERESTS, WorldConfigError, WorldSpec
 
 STREAM_ADVERTISERS, STREAM_AUDIENCE, STREAM_SEEDS = 11, 12, 13
@@ -143,10 +143,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow at any x
-
-
 def _affinity(spec: WorldSpec, users: pl.DataFrame, advertisers: Sequence[_Advertiser]) -> np.ndarray:
     """``(len(advertisers), num_users)`` audience probabilities. Row by row the same arithmetic
     whichever advertisers are asked for together, so one advertiser alone gets identical values."""
@@ -169,9 +165,9 @@ def _affinity(spec: WorldSpec, users: pl.DataFrame, advertisers: Sequence[_Adver
     high = -out.min(axis=1, keepdims=True) + 40.0
     for _ in range(64):
         mid = 0.5 * (low + high)
-        above = _sigmoid(out + mid).sum(axis=1, keepdims=True) > target
+        above = sigmoid(out + mid).sum(axis=1, keepdims=True) > target
         high, low = np.where(above, mid, high), np.where(above, low, mid)
-    return _sigmoid(out + 0.5 * (low + high))
+    return sigmoid(out + 0.5 * (low + high))
 
 
 def _by_id(users: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:

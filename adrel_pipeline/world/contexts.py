@@ -41,7 +41,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from adrel_pipeline.world.simulation import _normalize, category_codes, style_prototypes, user_taste
+from adrel_pipeline.world.simulation import _normalize, category_codes, sigmoid, style_prototypes, user_taste
 from adrel_pipeline.world.spec import INTERESTS, MAX_CONTEXTS_PER_DAY, WorldSpec
 
 SURFACES: tuple[str, ...] = ("home", "search", "closeup")
@@ -69,10 +69,6 @@ EMBEDDING_COVERAGE = 0.9
 VIDEO_IMAGE_COVERAGE = 0.7
 CTR_BIAS, CTR_RELEVANCE = -4.0, 0.4
 CTR_CONTENT = {"regular": 0.0, "video": 0.5, "shopping": -0.2, "carousel": 0.3}
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def generate_ad_inventory(spec: WorldSpec, items: pl.DataFrame) -> pl.DataFrame:
@@ -182,13 +178,13 @@ class PairFactors:
 
 def true_grade(factors: PairFactors) -> np.ndarray:
     """``g* = 1 + 4 sigmoid(z)``: the pair's true relevance on the 5-point scale."""
-    return 1.0 + 4.0 * _sigmoid(factors.logit())
+    return 1.0 + 4.0 * sigmoid(factors.logit())
 
 
 def click_probability(factors: PairFactors) -> np.ndarray:
     """The probability that an impression of the pair is clicked (before any position effect)."""
     content_effect = np.array([CTR_CONTENT[c] for c in CONTENT_TYPES])[factors.content]
-    return _sigmoid(CTR_BIAS + CTR_RELEVANCE * factors.logit() + content_effect)
+    return sigmoid(CTR_BIAS + CTR_RELEVANCE * factors.logit() + content_effect)
 
 
 def observe_signals(spec: WorldSpec, factors: PairFactors, day: dt.date, key: int = 0) -> dict[str, np.ndarray]:

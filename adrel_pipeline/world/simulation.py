@@ -52,6 +52,10 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow at any x
+
+
 def generate_users(spec: WorldSpec) -> pl.DataFrame:
     """One row per user. ``true_activity`` and ``taste`` are the generator's latent truth: never
     model features."""
