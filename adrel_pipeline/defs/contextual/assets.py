@@ -243,7 +243,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
     import pandas as pd
 
     from adrel_pipeline.contextual.monitoring import compare, score_profile
-    from adrel_pipeline.contextual.pyfunc_model import MODEL, PYFUNC_FILE, model_signature
+    from adrel_pipeline.contextual.pyfunc_model import INPUT_COLUMNS, MODEL, PYFUNC_FILE, model_signature
     from adrel_pipeline.contextual.training import MODELS, ORACLE, train_and_evaluate
     from adrel_pipeline.evaluation.calibration import paired_brier
     from adrel_pipeline.evaluation.contextual import relative_difference
@@ -279,7 +279,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
             {"full": result.reliability["full"]["surface"]}, "reliability by surface (production model)",
             {"full": {s: full.get(f"ece/{s}", float("nan")) for s in SURFACES}}),
     }
-    flat = {k: v for k, v in full.items()} | {f"{name}/{k}": v for name in (*MODELS[1:], ORACLE)
+    flat = dict(full) | {f"{name}/{k}": v for name in (*MODELS[1:], ORACLE)
                                                for k, v in metrics[name].items()}
     flat |= {f"ablation/{k}": v for k, v in ablation.items()}
     flat |= {f"heuristic_minus_full/{k}": metrics["heuristic"][k] - full[k] for k in ("ece", "true_ece", "brier", "auc",
@@ -291,7 +291,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
                                                                bounds.oracle_tolerance_se),
         "score_drift": rules.drift_within(changes, monitoring.max_psi, "score PSIs"),
     }
-    rejected = [o.description for name, o in outcomes.items() if not o.passed and name != "score_drift"]
+    rejected = [outcomes[c.name].description for c in MODEL_CHECKS if c.blocking and not outcomes[c.name].passed]
     table = _metrics_table(metrics)
     dagster_run = context.run.run_id
     with store.run(mlflow.experiment_id, run_name=f"relevance_model-{dagster_run[:8]}",
@@ -306,11 +306,9 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
             store.set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
             context.log.error(f"{MODEL_NAME}: not registered, the model failed a blocking check: {'; '.join(rejected)}")
             yield from checks.emit(None, MODEL_CHECKS, outcomes)
-        example = pd.DataFrame(test.head(3).select(*[c for c in ("text_match", "embedding_similarity",
-                                                                 "image_similarity", "category_match", "surface",
-                                                                 "content_type", "query_intent")]).to_dicts())
-        logged = packaging.log_pyfunc(PYFUNC_FILE, {MODEL: result.models["full"].to_payload()}, model_signature(),
-                                      example)
+        example = pd.DataFrame(test.head(3).select(INPUT_COLUMNS).to_dicts())
+        payloads = {name: model.to_payload() for name, model in result.models.items()}
+        logged = packaging.log_pyfunc(PYFUNC_FILE, {MODEL: payloads["full"]}, model_signature(), example)
         partition = context.partition_key
         promotion = registry.register_and_promote(
             MODEL_NAME, run_id, logged, 1.0 - full["brier"], _champion_comparison(test, result.test_scores["full"]),
@@ -320,7 +318,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
         store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
                         "adrel.promotion_reason": promotion.reason, "adrel.world_fingerprint": world.fingerprint})
     context.log.info(f"{MODEL_NAME} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
-    value = {"models": {name: model.to_payload() for name, model in result.models.items()},
+    value = {"models": payloads,
              "metrics": {name: dict(m) for name, m in metrics.items()},
              "mlflow": {"run_id": run_id, "model_uri": logged.model_uri, "version": promotion.version}}
     yield from checks.emit(dg.Output(value, metadata={
