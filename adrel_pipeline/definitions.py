@@ -1,6 +1,6 @@
 """The Dagster code location: assets with their checks, jobs, the daily schedule, the failure and
-seed-list inbox sensors, resources (world, MLflow, audience inbox, IO manager) and the executor
-($ADREL_EXECUTOR)."""
+seed-list inbox sensors, resources (world, MLflow, audience inbox, serving funnel, IO manager) and
+the executor ($ADREL_EXECUTOR)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from adrel_pipeline.defs.audience import assets as audience
 from adrel_pipeline.defs.audience.resources import AudienceResource
 from adrel_pipeline.defs.audience.sensors import audience_expansion_job, audience_inbox_sensor
 from adrel_pipeline.defs.contextual import assets as contextual
+from adrel_pipeline.defs.contextual import funnel
+from adrel_pipeline.defs.contextual.resources import FunnelResource
 from adrel_pipeline.defs.graph import assets as graph
 from adrel_pipeline.defs.relevance import assets as relevance
 from adrel_pipeline.defs.shared.automation import (
@@ -30,7 +32,7 @@ from adrel_pipeline.defs.world import assets as world
 warnings.filterwarnings("ignore", category=UserWarning,
                         message=r"Asset job (adrel_job|daily_retrain) materializes assets with varying BackfillPolicies")
 
-all_assets = dg.load_assets_from_modules([world, graph, relevance, audience, contextual])
+all_assets = dg.load_assets_from_modules([world, graph, relevance, audience, contextual, funnel])
 
 # Everything for one day: users and items (not partitioned) and that day's partition of the rest.
 # The audience group is partitioned by advertiser, not by day: it has its own job.
@@ -42,6 +44,6 @@ defs = dg.Definitions(
     schedules=[daily_retrain_schedule],
     sensors=[report_failed_runs, audience_inbox_sensor],
     resources={"world": WorldResource(), "mlflow": MlflowTracking(), "audience": AudienceResource(),
-               "io_manager": artifact_io_manager},
+               "funnel": FunnelResource(), "io_manager": artifact_io_manager},
     executor=executor_from_env(),
 )

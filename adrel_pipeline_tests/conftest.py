@@ -76,13 +76,14 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
-def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD, audience=None, **kwargs):
+def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD, audience=None, funnel=None, **kwargs):
     """The assets in ``selection`` (default: the model's assets) on a small world, tracked in
     ``tracking_uri``, for ``partition_key`` (default: the last day of WEEK) or the range in ``tags``."""
     import dagster as dg
 
     from adrel_pipeline.definitions import all_assets
     from adrel_pipeline.defs.audience.resources import AudienceResource
+    from adrel_pipeline.defs.contextual.resources import FunnelResource
     from adrel_pipeline.defs.shared.io_manager import artifact_io_manager
     from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
 
@@ -93,7 +94,8 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
         all_assets,
         instance=instance,
         resources={"world": WorldResource(**world), "mlflow": MlflowTracking(tracking_uri=tracking_uri),
-                   "audience": audience or AudienceResource(), "io_manager": artifact_io_manager},
+                   "audience": audience or AudienceResource(), "funnel": FunnelResource(**(funnel or {})),
+                   "io_manager": artifact_io_manager},
         run_config=run_config,
         **kwargs,
     )

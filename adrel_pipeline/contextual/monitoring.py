@@ -1,5 +1,6 @@
-"""Monitoring profiles: feature coverage and value histograms of the signals, and score
-histograms, per surface and content type, with fixed bins so that two days compare (PSI).
+"""Monitoring profiles: feature coverage and value histograms of the signals, score histograms,
+and trim rates, per surface and content type (and model), with fixed bins so that two days
+compare (PSI, coverage drops, trim-rate changes).
 
 A profile is a flat dict of plain values, stored as a materialization's metadata: the next day
 reads it back and :func:`compare` measures the drift.
@@ -47,9 +48,22 @@ def score_profile(frame: pl.DataFrame, scores: Mapping[str, np.ndarray]) -> dict
     return out
 
 
+def trim_profile(frame: pl.DataFrame, relevance: Mapping[str, np.ndarray], threshold: float) -> dict:
+    """``trim_rate/<model>/<surface>/<content_type>``: the share of candidates each model's
+    P(relevant) puts below the trim ``threshold`` (what the trim would drop with that model)."""
+    out: dict = {}
+    frame = frame.select(SEGMENT_COLUMNS).with_columns(row=pl.int_range(pl.len()))
+    for segment, rows in _segments(frame):
+        index = rows["row"].to_numpy()
+        for model, values in relevance.items():
+            out[f"trim_rate/{model}/{segment}"] = float(np.mean(np.asarray(values)[index] < threshold))
+    return out
+
+
 def compare(previous: Mapping | None, current: Mapping) -> dict[str, float]:
-    """``psi/<key>`` of each histogram and ``coverage_drop/<key>`` of each coverage present on
-    both days; empty without a previous profile."""
+    """``psi/<key>`` of each histogram, ``coverage_drop/<key>`` of each coverage and
+    ``trim_rate_change/<key>`` (absolute) of each trim rate present on both days; empty without a
+    previous profile."""
     if not previous:
         return {}
     out = {}
@@ -58,6 +72,8 @@ def compare(previous: Mapping | None, current: Mapping) -> dict[str, float]:
             continue
         if isinstance(value, list):
             out["psi/" + key.removeprefix("hist/")] = psi(previous[key], value)
+        elif key.startswith("trim_rate/"):
+            out["trim_rate_change/" + key.removeprefix("trim_rate/")] = abs(float(value) - float(previous[key]))
         else:
             out["coverage_drop/" + key.removeprefix("coverage/")] = float(previous[key]) - float(value)
     return out

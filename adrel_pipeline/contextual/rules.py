@@ -86,3 +86,67 @@ def drift_within(values: Mapping[str, float], limit: float, what: str) -> CheckO
         return CheckOutcome(False, f"{len(over)} {what} above {limit:g} against the previous day, {shown}", meta)
     return CheckOutcome(True, f"{len(finite)} {what} within {limit:g} of the previous day (worst {worst} "
                               f"{finite[worst]:.3f})", meta)
+
+
+def auction_consistent(frame: pl.DataFrame, slots: int, auction_candidates: int, reserve: float,
+                       trim_threshold: float | None) -> CheckOutcome:
+    """The funnel's bookkeeping holds on every context: at most ``auction_candidates`` entrants and
+    ``slots`` winners, slots numbered 0.. in order of the winners' scores, every price per click
+    between the reserve and the winner's bid, and (with a relevance model) the trim dropping
+    exactly the candidates below ``trim_threshold``."""
+    tol = 1e-9
+    stage = pl.col("dropped_at")
+    per_context = frame.group_by("context_id").agg(
+        (stage.is_null() | (stage == "auction")).sum().alias("entrants"),
+        stage.is_null().sum().alias("winners"),
+        pl.col("slot").drop_nulls().sort().alias("slots"),
+        pl.col("rank_score").filter(stage.is_null()).sort_by(pl.col("slot").filter(stage.is_null())).alias("by_slot"))
+    too_many = per_context.filter((pl.col("entrants") > auction_candidates) | (pl.col("winners") > slots))
+    misnumbered = per_context.filter(pl.col("slots") != pl.int_ranges(0, pl.col("winners")).cast(pl.List(pl.Int16)))
+    disordered = per_context.filter(pl.col("by_slot").list.diff(null_behavior="drop").list.max() > tol)
+    winners = frame.filter(stage.is_null())
+    mispriced = winners.filter((pl.col("price") < reserve - tol) | (pl.col("price") > pl.col("bid") + tol))
+    problems = []
+    if too_many.height:
+        problems.append(f"{too_many.height} contexts with more than {auction_candidates} auction entrants or "
+                        f"{slots} winners, {show_examples(too_many['context_id'])}")
+    if misnumbered.height:
+        problems.append(f"{misnumbered.height} contexts whose slots are not 0..k-1, "
+                        f"{show_examples(misnumbered['context_id'])}")
+    if disordered.height:
+        problems.append(f"{disordered.height} contexts whose slots are not in order of score, "
+                        f"{show_examples(disordered['context_id'])}")
+    if mispriced.height:
+        problems.append(f"{mispriced.height} winners paying outside [reserve {reserve:g}, their bid], "
+                        f"{show_examples(mispriced.select('context_id', 'ad_id', 'bid', 'price').rows())}")
+    mistrimmed = 0
+    if trim_threshold is not None:
+        wrong = frame.filter((stage == "trim").fill_null(False) != (pl.col("relevance") < trim_threshold))
+        mistrimmed = wrong.height
+        if mistrimmed:
+            problems.append(f"{mistrimmed} candidates trimmed against the threshold {trim_threshold:g}, "
+                            f"{show_examples(wrong.select('context_id', 'ad_id', 'relevance', 'dropped_at').rows())}")
+    return outcome(problems, f"{per_context.height} contexts: entrants, slots, prices and the trim as configured",
+                   {"contexts": per_context.height, "winners": winners.height, "mispriced": mispriced.height,
+                    "mistrimmed": mistrimmed})
+
+
+def relevance_gain_at_least(production: float, holdout: float, minimum: float) -> CheckOutcome:
+    """Production serves a truly relevant share above the zero-relevance holdout's by at least
+    ``minimum`` (relative): a relevance model that does not raise served relevance is no launch."""
+    gain = production / holdout - 1.0 if holdout else float("nan")
+    meta = {"production": production, "holdout": holdout, "gain": gain, "minimum": minimum}
+    if not gain >= minimum:
+        return CheckOutcome(False, f"served ads are {production:.3f} truly relevant against the holdout's "
+                                   f"{holdout:.3f} ({gain:+.1%}): below the minimum gain {minimum:+.1%}", meta)
+    return CheckOutcome(True, f"served relevance {production:.3f} vs the holdout's {holdout:.3f} ({gain:+.1%})", meta)
+
+
+def revenue_cost_within(production: float, holdout: float, maximum: float) -> CheckOutcome:
+    """Production's expected revenue falls short of the holdout's by at most ``maximum`` (a share)."""
+    cost = 1.0 - production / holdout if holdout else float("nan")
+    meta = {"production": production, "holdout": holdout, "cost": cost, "maximum": maximum}
+    if not cost <= maximum:
+        return CheckOutcome(False, f"expected revenue per context {production:.4f} against the holdout's {holdout:.4f}: "
+                                   f"relevance costs {cost:.1%}, more than {maximum:.0%}", meta)
+    return CheckOutcome(True, f"relevance costs {cost:.1%} of the holdout's revenue (at most {maximum:.0%})", meta)

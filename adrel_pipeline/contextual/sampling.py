@@ -8,8 +8,9 @@
   for ranking metrics). Contexts are split first (a context's
   candidates are all in one job), then ``test_rows`` of the test contexts' logged candidates
   form the candidate-level test set and ``labelling_budget`` of the other contexts' form the
-  training sample; the old heuristic's sample is ``labelling_budget`` of the served ads (the
-  zero-relevance holdout's auction winners, post-auction scraping) of those same training contexts.
+  training sample; the old heuristic's sample is ``labelling_budget`` of the ads the zero-relevance
+  holdout serves (its auction winners, the post-auction scraping the seed replaced) in those same
+  training contexts.
   The test contexts are the shortest prefix of a random order of the contexts whose logged
   candidates reach ``test_rows``: enough for the test set, the rest left to training.
 
@@ -29,9 +30,9 @@ _STREAM_LOG, _STREAM_JOBS = 51, 52
 
 def log_candidates(candidates: pl.DataFrame, spec: CandidateLogSpec, key: tuple[int, ...] = ()) -> pl.DataFrame:
     """The funnel's candidates with the logging flags: ``sampled`` (the stage-agnostic ``log_rate``
-    sample), ``served`` (dropped nowhere: impressions are always logged) and ``full_list`` (every
+    sample), ``served`` (dropped nowhere: impressions are always logged), ``full_list`` (every
     candidate of the first ``full_list_contexts`` contexts, kept whole for ranking metrics); only
-    the rows with at least one flag."""
+    the rows with at least one flag, or that the holdout serves (``holdout_served``, the heuristic's pool)."""
     rng = np.random.default_rng([spec.seed, _STREAM_LOG, *key])
     contexts = candidates["context_id"].unique().sort()
     kept_whole = contexts.head(spec.full_list_contexts).implode()
@@ -39,7 +40,7 @@ def log_candidates(candidates: pl.DataFrame, spec: CandidateLogSpec, key: tuple[
         sampled=pl.Series(rng.random(candidates.height) < spec.log_rate),
         served=pl.col("dropped_at").is_null(),
         full_list=pl.col("context_id").is_in(kept_whole),
-    ).filter(pl.col("sampled") | pl.col("served") | pl.col("full_list"))
+    ).filter(pl.col("sampled") | pl.col("served") | pl.col("full_list") | pl.col("holdout_served"))
 
 
 def _take(frame: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:
@@ -59,12 +60,12 @@ def draw_jobs(log: pl.DataFrame, spec: LabelSpec, key: tuple[int, ...] = ()) -> 
     test_contexts = per_context["context_id"].to_numpy()[order[:enough]]
     is_test = pl.col("context_id").is_in(pl.Series(test_contexts).implode())
     test_pool, train_pool = sampled.filter(is_test), sampled.filter(~is_test)
-    served_pool = log.filter(pl.col("served") & ~pl.col("full_list") & ~is_test)
+    served_pool = log.filter(pl.col("holdout_served") & ~pl.col("full_list") & ~is_test)
     for field, wanted, pool, what in (("test_rows", spec.test_rows, test_pool, "logged candidates of test contexts"),
                                       ("labelling_budget", spec.labelling_budget, train_pool,
                                        "logged candidates of training contexts"),
                                       ("labelling_budget", spec.labelling_budget, served_pool,
-                                       "served ads of training contexts (the heuristic's sample)")):
+                                       "holdout-served ads of training contexts (the heuristic's sample)")):
         if pool.height < wanted:
             raise ContextualConfigError(
                 f"{field}={wanted} is out of range: the day's log holds only {pool.height} {what} "

@@ -1,12 +1,13 @@
-"""The contextual-relevance parameters: candidate logging, the labelling job, the model and its
-checks, and monitoring. Each declared once, with its range (:mod:`adrel_pipeline.params`).
+"""The contextual-relevance parameters: the serving funnel, candidate logging, the labelling job,
+the model and its checks, monitoring, and the funnel's measurements. Each declared once, with its
+range (:mod:`adrel_pipeline.params`).
 
 Torch- and scikit-learn-free: the Dagster code location builds its run config from these.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from adrel_pipeline.graph.spec import MAX_SEED
 from adrel_pipeline.params import check_ranges, choice, out_of_range, param
@@ -27,6 +28,42 @@ class _Spec:
 
 
 @dataclass(frozen=True)
+class FunnelSpec(_Spec):
+    """How production serves a context after retrieval: the relevance trim, one ranking function
+    over calibrated parts, and a generalised second-price auction. A deployment setting (the
+    ``funnel`` resource): the day's log and the funnel's measurements serve with the same one."""
+
+    trim_threshold: float = param(
+        0.1, "tau: a candidate whose calibrated P(relevant) is below this is trimmed before ranking (the seed's trim, "
+             "which implicitly controls ad load).", low=0.0, high=1.0)
+    relevance_exponent: float = param(
+        1.0, "alpha of the ranking score bid x pCTR x P(relevant)^alpha; 0 leaves relevance out (the holdout's "
+             "ranking).", low=0.0, high=10.0)
+    auction_candidates: int = param(
+        10, "Candidates per context the ranking sends to the auction (its best by score).", integer=True, low=1,
+        high=1000)
+    slots: int = param(3, "Ad slots per context, sold in one generalised second-price auction.", integer=True,
+                       low=1, high=100)
+    reserve_price: float = param(
+        0.2, "Reserve price per click: an ad bidding less cannot win, and no winner pays less.", low=0.0,
+        high=1000.0)
+    position_decay: float = param(
+        0.7, "Slot s (from 0) is clicked with the pair's click probability times position_decay^s.", low=0.0,
+        high=1.0, low_open=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.slots > self.auction_candidates:
+            raise ContextualConfigError(out_of_range("slots", self.slots,
+                                                     f"an integer <= auction_candidates={self.auction_candidates}")
+                                        + " (the auction sells slots to the candidates ranking sends it)")
+
+    def holdout(self) -> FunnelSpec:
+        """The zero-relevance holdout: the same funnel without the trim and with alpha = 0."""
+        return replace(self, trim_threshold=0.0, relevance_exponent=0.0)
+
+
+@dataclass(frozen=True)
 class CandidateLogSpec(_Spec):
     """What the serving funnel logs each day for labelling and evaluation."""
 
@@ -34,7 +71,6 @@ class CandidateLogSpec(_Spec):
         0.1, "Share of candidates logged at every funnel stage, whatever the stage. The seed logs 1% of Pinterest's "
              "traffic; this world's 20,000 contexts a day need 10% to fill a day's labelling job.",
         low=0.0, high=1.0, low_open=True)
-    served_slots: int = param(3, "Ads served per context (the auction's winners).", integer=True, low=1, high=100)
     full_list_contexts: int = param(
         500, "Contexts whose every candidate is kept, to measure ranking (nDCG) and the top-ranked share.",
         integer=True, low=1, high=1_000_000)
@@ -117,3 +153,54 @@ class MonitoringSpec(_Spec):
     max_coverage_drop: float = param(
         0.05, "Warning: a signal's coverage (share present) may fall by at most this against the previous day, "
               "per surface and content type.", low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
+class FunnelCheckSpec(_Spec):
+    """The funnel day's launch criteria (blocking: the day's relevance model is not registered)
+    and its monitoring threshold, and the size of the trade-off sweep."""
+
+    min_relevance_gain: float = param(
+        0.0, "Blocking: the truly relevant share of production's served ads must exceed the zero-relevance "
+             "holdout's by at least this, relative (0.05: +5%).", low=-1.0, high=10.0)
+    max_revenue_cost: float = param(
+        0.3, "Blocking: production's expected revenue per context may fall short of the holdout's by at most this "
+             "share.", low=0.0, high=1.0)
+    max_trim_rate_change: float = param(
+        0.05, "Warning: the trim rate of each model, per surface and content type, may move by at most this "
+              "(absolute) against the previous day.", low=0.0, high=1.0)
+    sweep_contexts: int = param(
+        2_000, "Contexts of the day served at every (alpha, tau) of the revenue / relevance sweep and in the trim "
+               "rates per model.", integer=True, low=10, high=1_000_000)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec(_Spec):
+    """A/A and A/B measurements on a pool of the day's contexts."""
+
+    experiment_pool: int = param(
+        5_000, "Contexts of the day (its first) that measurements sample from, scored once by every model.",
+        integer=True, low=20, high=10_000_000)
+    experiment_contexts: int = param(
+        500, "Contexts per arm of one measurement (the query set).", integer=True, low=10, high=1_000_000)
+    aa_repeats: int = param(100, "A/A measurements of the production treatment against itself, each with fresh "
+                                 "randomness, with and without the variance controls.", integer=True, low=2,
+                            high=100_000)
+    confidence: float = param(0.95, "Confidence level of every interval.", low=0.5, high=0.999)
+    seed: int = param(0, "Seed of the draws (the world's seed).", integer=True, low=0, high=MAX_SEED)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if 2 * self.experiment_contexts > self.experiment_pool:
+            raise ContextualConfigError(out_of_range("experiment_contexts", self.experiment_contexts,
+                                                     f"an integer <= experiment_pool / 2 = {self.experiment_pool // 2}")
+                                        + " (two arms of fresh contexts must fit in the pool)")
+
+
+@dataclass(frozen=True)
+class TrendSpec(_Spec):
+    """The daily trend: a fixed query set with fixed user contexts, served every day."""
+
+    trend_contexts: int = param(
+        2_000, "Contexts of the fixed query set (drawn once; the same users and queries every day).",
+        integer=True, low=10, high=1_000_000)

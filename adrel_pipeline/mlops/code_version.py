@@ -42,13 +42,16 @@ EMBEDDING_MODULES = (*WORLD_MODULES, "audience/spec.py", "audience/features.py",
 AUDIENCE_MODEL_MODULES = (*EMBEDDING_MODULES, *SEED_LIST_MODULES, "world/oracle.py", "audience/methods.py",
                           "audience/training.py", "audience/pyfunc_model.py", "evaluation/expansion.py")
 
-# Contextual relevance: the contexts and their truth, the funnel and its log, the labels, the model.
+# Contextual relevance: the contexts and their truth, the funnel and its log (served by the champions of
+# the day's start), the labels, the model, and the funnel's measurements of it.
 CONTEXT_MODULES = (*WORLD_MODULES, "world/contexts.py")
-CANDIDATE_LOG_MODULES = (*CONTEXT_MODULES, "contextual/spec.py", "contextual/funnel.py", "contextual/sampling.py",
-                         "contextual/monitoring.py", "contextual/rules.py", "evaluation/calibration.py")
+FUNNEL_MODULES = (*CONTEXT_MODULES, "contextual/spec.py", "contextual/funnel.py", "contextual/engagement.py")
+CANDIDATE_LOG_MODULES = (*FUNNEL_MODULES, "contextual/sampling.py", "contextual/monitoring.py", "contextual/rules.py",
+                         "evaluation/calibration.py", "serving/contextual.py")
 LABEL_MODULES = (*CANDIDATE_LOG_MODULES, "contextual/labels.py")
 RELEVANCE_MODEL_MODULES = (*LABEL_MODULES, "contextual/model.py", "contextual/training.py",
                            "contextual/pyfunc_model.py", "evaluation/contextual.py", "evaluation/contextual_plots.py")
+MEASUREMENT_MODULES = (*RELEVANCE_MODEL_MODULES, "contextual/measurement.py", "evaluation/funnel_plots.py")
 
 MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "users": WORLD_MODULES,
@@ -69,6 +72,9 @@ MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "candidate_log": CANDIDATE_LOG_MODULES,
     "relevance_labels": LABEL_MODULES,
     "relevance_model": RELEVANCE_MODEL_MODULES,
+    "funnel_metrics": MEASUREMENT_MODULES,
+    "relevance_trend": MEASUREMENT_MODULES,
+    "relevance_experiments": MEASUREMENT_MODULES,
 }
 
 

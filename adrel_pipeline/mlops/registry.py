@@ -14,7 +14,8 @@ DEFAULT_MODEL_NAME = "adrel-gat"
 ACTALIKE_MODEL_NAME = "adrel-actalike"
 # The contextual relevance model (adrel_pipeline.contextual), registered by relevance_model.
 RELEVANCE_MODEL_NAME = "adrel-relevance"
-__all__ = ["ACTALIKE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "RELEVANCE_MODEL_NAME", "Promotion", "register_and_promote", "version_by_alias"]
+__all__ = ["ACTALIKE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "RELEVANCE_MODEL_NAME", "Promotion",
+           "champion_as_of", "register_and_promote", "version_by_alias"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,22 @@ def version_by_alias(name: str, alias: str):
         if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+def champion_as_of(name: str, day: str, world_fingerprint: str | None = None):
+    """The version that served as ``champion`` when ``day`` began: the newest version of an earlier
+    day that took ``champion`` when it was registered (of the world ``world_fingerprint``, when
+    given); None when there is none. Later registrations do not change the answer, so a day's
+    traffic re-served in a backfill meets the models it met the first time."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    served = [v for v in versions if v.tags.get("promotion") == CHAMPION and "" < v.tags.get("partition", "") < day
+              and (world_fingerprint is None or v.tags.get("world_fingerprint") == world_fingerprint)]
+    return max(served, key=lambda v: (v.tags["partition"], int(v.version))) if served else None
 
 
 def registered_version_of_run(name: str, run_id: str):

@@ -9,7 +9,7 @@ import pytest
 
 from adrel_pipeline.contextual import monitoring
 from adrel_pipeline.contextual import rules as r
-from adrel_pipeline.contextual.funnel import STAGES
+from adrel_pipeline.contextual.funnel import DROP_STAGES as STAGES
 from adrel_pipeline.contextual.labels import label_rows
 from adrel_pipeline.contextual.sampling import log_candidates
 from adrel_pipeline.contextual.spec import CandidateLogSpec, LabelSpec, MonitoringSpec
@@ -36,17 +36,17 @@ def test_stages_known_passes_on_the_funnels_log(log):
     assert_passes(outcome)
     assert_scalar_metadata(outcome)
     assert outcome.metadata["served"] == int(log["served"].sum())
-    assert outcome.metadata["logged_at/ranking"] == int((log["dropped_at"] == "ranking").sum())
-    assert outcome.metadata["logged_at/retrieval"] == 0
+    for stage in STAGES:
+        assert outcome.metadata[f"logged_at/{stage}"] == int((log["dropped_at"] == stage).sum()) > 0
 
 
 def test_stages_known_names_an_unknown_stage(log):
-    bad = log.with_columns(dropped_at=pl.when(pl.int_range(pl.len()) < 4).then(pl.lit("auction"))
+    bad = log.with_columns(dropped_at=pl.when(pl.int_range(pl.len()) < 4).then(pl.lit("retrieval"))
                            .otherwise(pl.col("dropped_at")))
     # The served flag is recomputed too, so only the stage is wrong.
     bad = bad.with_columns(served=pl.col("dropped_at").is_null())
     outcome = r.stages_known(bad, STAGES)
-    assert_fails(outcome, "4 candidates dropped at unknown stages e.g. ['auction']", "'retrieval', 'ranking'")
+    assert_fails(outcome, "4 candidates dropped at unknown stages e.g. ['retrieval']", "'trim', 'ranking', 'auction'")
     assert "served flag" not in outcome.description
 
 
@@ -203,3 +203,61 @@ def test_score_profile_bins_each_models_scores_per_segment(log):
     expected = np.histogram(scores["full"][mask], bins=SCORE_EDGES)[0].tolist()
     assert profile["hist/score/full/search/shopping"] == expected
     assert sum(sum(v) for k, v in profile.items() if k.startswith("hist/score/full/")) == frame.height
+
+
+# --- the funnel's launch checks -------------------------------------------------------------------
+
+def _auction(frame):
+    from adrel_pipeline_tests.contextual.conftest import FUNNEL
+
+    return r.auction_consistent(frame, FUNNEL.slots, FUNNEL.auction_candidates, FUNNEL.reserve_price,
+                                FUNNEL.trim_threshold)
+
+
+def test_auction_consistent_passes_on_the_funnel(candidates):
+    outcome = _auction(candidates)
+    assert_passes(outcome)
+    assert_scalar_metadata(outcome)
+    assert outcome.metadata["winners"] == int(candidates["dropped_at"].is_null().sum())
+
+
+def _tamper(candidates, row_filter, **columns):
+    """The candidates with ``columns`` replaced on the first row that ``row_filter`` selects."""
+    first = candidates.with_row_index("i").filter(row_filter)["i"][0]
+    return candidates.with_columns(**{k: pl.when(pl.int_range(pl.len()) == first).then(pl.lit(v))
+                                      .otherwise(pl.col(k)) for k, v in columns.items()})
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: _tamper(c, pl.col("dropped_at").is_null(), price=1e6), "1 winners paying outside [reserve 0.2"),
+    (lambda c: _tamper(c, pl.col("dropped_at").is_null(), price=0.0), "1 winners paying outside"),
+    (lambda c: _tamper(c, pl.col("dropped_at") == "trim", dropped_at="ranking"), "1 candidates trimmed against"),
+    (lambda c: _tamper(c, (pl.col("dropped_at") == "ranking") & (pl.col("relevance") > 0.5), dropped_at="trim"),
+     "1 candidates trimmed against the threshold 0.2"),
+    (lambda c: _tamper(c, pl.col("slot") == 0, slot=1), "slots are not 0..k-1"),
+    (lambda c: _tamper(c, pl.col("slot") == 0, rank_score=0.0), "not in order of score"),
+    (lambda c: c.with_columns(dropped_at=pl.when(pl.col("dropped_at") == "ranking").then(None)
+                              .otherwise(pl.col("dropped_at"))), "more than 10 auction entrants or 3 winners"),
+])
+def test_auction_consistent_names_what_broke(candidates, change, expected):
+    assert_fails(_auction(change(candidates)), expected)
+
+
+def test_relevance_gain_and_revenue_cost_against_the_holdout():
+    assert_passes(r.relevance_gain_at_least(0.9, 0.6, 0.0))
+    assert_fails(r.relevance_gain_at_least(0.6, 0.6, 0.05), "(+0.0%): below the minimum gain +5.0%")
+    assert_fails(r.relevance_gain_at_least(0.5, 0.6, 0.0), "below the minimum gain")
+    assert_passes(r.revenue_cost_within(0.8, 1.0, 0.25))
+    outcome = r.revenue_cost_within(0.7, 1.0, 0.25)
+    assert_fails(outcome, "relevance costs 30.0%, more than 25%")
+    assert outcome.metadata["cost"] == pytest.approx(0.3)
+
+
+def test_trim_profiles_compare_by_absolute_change():
+    frame = pl.DataFrame({"surface": ["home", "home", "search"], "content_type": ["video"] * 3})
+    day1 = monitoring.trim_profile(frame, {"m": np.array([0.05, 0.5, 0.5])}, 0.1)
+    day2 = monitoring.trim_profile(frame, {"m": np.array([0.05, 0.05, 0.05])}, 0.1)
+    assert day1 == {"trim_rate/m/home/video": 0.5, "trim_rate/m/search/video": 0.0}
+    changes = monitoring.compare(day1, day2)
+    assert changes == {"trim_rate_change/m/home/video": 0.5, "trim_rate_change/m/search/video": 1.0}
+    assert_fails(r.drift_within(changes, 0.6, "trim-rate changes"), "1 trim-rate changes above 0.6")

@@ -32,7 +32,6 @@ def _binomial_ok(count: int, n: int, p: float, sds: float = 5.0) -> bool:
 
 @pytest.mark.parametrize("field, value, expected", [
     ("log_rate", 0.0, "log_rate=0.0 is out of range: must be a number in (0, 1]"),
-    ("served_slots", 0, "served_slots=0 is out of range: must be an integer in [1, 100]"),
     ("full_list_contexts", 0, "full_list_contexts=0 is out of range"),
 ])
 def test_invalid_log_fields_name_field_and_range(field, value, expected):
@@ -46,16 +45,16 @@ def test_every_stage_is_logged_at_the_log_rate(candidates, log):
     stages = candidates.group_by(pl.col("dropped_at").fill_null("served")).len()
     logged = log.filter(pl.col("sampled")).group_by(pl.col("dropped_at").fill_null("served")).len()
     counts = dict(logged.iter_rows())
-    assert set(counts) == {"served", "ranking"}
+    assert set(counts) == {"served", "trim", "ranking", "auction"}
     for stage, n in stages.iter_rows():
         assert _binomial_ok(counts[stage], n, LOG_RATE), (stage, counts[stage], n)
 
 
 def test_the_draw_looks_at_no_column(candidates, log):
-    # A funnel with a new stage (a relevance trim before the ranking): the sampled rows are the same
+    # A funnel with a new stage (a second trim after the ranking): the sampled rows are the same
     # rows, and the new stage is logged at the same rate as the others.
     trimmed = candidates.with_columns(dropped_at=pl.when((pl.col("dropped_at") == "ranking") & (pl.col("bid") < 0.8))
-                                      .then(pl.lit("relevance_trim")).otherwise(pl.col("dropped_at")))
+                                      .then(pl.lit("second_trim")).otherwise(pl.col("dropped_at")))
     again = log_candidates(trimmed, LOG, (7,))
     assert again.select("context_id", "ad_id", "sampled").equals(log.select("context_id", "ad_id", "sampled"))
     n = int((trimmed["dropped_at"] == "relevance_trim").sum())
@@ -79,12 +78,13 @@ def test_full_lists_keep_every_candidate_of_the_first_contexts(candidates, log):
 
 
 def test_the_log_holds_exactly_the_flagged_candidates(candidates, log):
-    flagged = log.select(pl.col("sampled") | pl.col("served") | pl.col("full_list"))
+    flagged = log.select(pl.col("sampled") | pl.col("served") | pl.col("full_list") | pl.col("holdout_served"))
     assert flagged.to_series().all()
     # The other candidates (none of the flags) are left out: about (1 - log_rate) of the dropped ones
     # outside the whole lists.
     first = candidates["context_id"].unique().sort().head(FULL_LISTS).implode()
-    droppable = candidates.filter(pl.col("dropped_at").is_not_null() & ~pl.col("context_id").is_in(first)).height
+    droppable = candidates.filter(pl.col("dropped_at").is_not_null() & ~pl.col("holdout_served")
+                                  & ~pl.col("context_id").is_in(first)).height
     assert _binomial_ok(candidates.height - log.height, droppable, 1 - LOG_RATE)
     assert log.columns == [*candidates.columns, "sampled", "served", "full_list"]
 
@@ -106,11 +106,13 @@ def test_jobs_have_their_sizes_and_their_rows(log, jobs):
     for job, rows in jobs.partition_by("job", as_dict=True).items():
         assert not rows.select("context_id", "ad_id").is_duplicated().any(), job
     by_job = {job: rows for (job,), rows in jobs.partition_by("job", as_dict=True).items()}
-    # Candidates and test rows come from the stage-agnostic sample; the heuristic's are the winners.
+    # Candidates and test rows come from the stage-agnostic sample; the heuristic's are the
+    # zero-relevance holdout's winners (the old post-auction scraping), whatever production did.
     assert by_job["candidates"]["sampled"].all() and by_job["test"]["sampled"].all()
-    assert by_job["heuristic"]["served"].all() and by_job["heuristic"]["dropped_at"].is_null().all()
+    assert by_job["heuristic"]["holdout_served"].all()
+    assert not by_job["heuristic"]["served"].all()  # production, which ranks by relevance, served others
     # The candidate sample holds dropped candidates at the training pool's share of them.
-    assert set(by_job["candidates"]["dropped_at"].drop_nulls()) == {"ranking"}
+    assert set(by_job["candidates"]["dropped_at"].drop_nulls()) == {"trim", "ranking", "auction"}
     test_contexts = by_job["test"]["context_id"].unique().implode()
     pool = log.filter(pl.col("sampled") & ~pl.col("context_id").is_in(test_contexts))
     served_share = float(pool["served"].mean())
@@ -142,14 +144,14 @@ def test_jobs_reproduce_from_their_key(log, jobs):
 @pytest.mark.parametrize("budget, test_rows, field, what", [
     (10_000_000, 1500, "labelling_budget", "logged candidates of training contexts"),
     (2000, 10_000_000, "test_rows", "logged candidates of test contexts"),
-    # Enough logged training candidates, not enough winners for the heuristic's sample.
-    (9000, 1500, "labelling_budget", "served ads of training contexts"),
+    # Enough logged training candidates, not enough holdout winners for the heuristic's sample.
+    (9000, 1500, "labelling_budget", "holdout-served ads of training contexts"),
 ])
 def test_too_large_jobs_fail_naming_the_field_before_labelling(log, monkeypatch, budget, test_rows, field, what):
     from adrel_pipeline.contextual import labels
 
     sampled = int(log["sampled"].sum())
-    served = int(log["served"].sum())
+    served = int(log["holdout_served"].sum())
     assert served < 9000 < sampled - 1.2 * JOB_SPEC.test_rows  # the third case's premise
     monkeypatch.setattr(labels, "rate", lambda *a, **k: pytest.fail("labelled before the jobs were checked"))
     with pytest.raises(ContextualConfigError) as err:

@@ -60,7 +60,8 @@ def test_daily_job_materializes_the_day_then_its_model_not_the_static_tables():
     job = defs.resolve_job_def("daily_retrain")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         "interaction_edges", "hetero_graph", "link_split", "trained_gat", "oracle_metrics", "test_auc",
-        "candidate_log", "relevance_labels", "relevance_model"}
+        "candidate_log", "relevance_labels", "relevance_model", "funnel_metrics", "relevance_trend",
+        "relevance_experiments"}
     assert job.partitions_def == defs.resolve_job_def("adrel_job").partitions_def
 
 

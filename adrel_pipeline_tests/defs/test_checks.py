@@ -36,8 +36,8 @@ def test_checks_of_partitioned_assets_are_partitioned_like_their_asset():
             assert spec.partitions_def == asset.partitions_def, spec.key
             seen += asset.partitions_def is not None
     # interaction_edges 2, hetero_graph 2, link_split 2, test_auc 4; seed_lists 1, audience_expansions 1;
-    # candidate_log 3, relevance_labels 2, relevance_model 3.
-    assert seen == 20
+    # candidate_log 3, relevance_labels 2, relevance_model 3; funnel_metrics 4.
+    assert seen == 24
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Contextual relevance: the ad inventory's contextual attributes, the day's logged candidates
 (every funnel stage), the day's human labelling job, and one calibrated relevance model for every
-content type, recorded in MLflow and registered as ``adrel-relevance``.
+content type, recorded in MLflow (``adrel_pipeline.defs.contextual.funnel`` measures it in the
+funnel and registers it as ``adrel-relevance``).
 
 The daily assets compare their monitoring profile (signal coverage and histograms, score
 histograms, per surface and content type) with the previous day's materialization and warn on drift.
@@ -19,6 +20,7 @@ from adrel_pipeline.contextual.spec import (
     RelevanceCheckSpec,
     RelevanceModelSpec,
 )
+from adrel_pipeline.defs.contextual.resources import FunnelResource
 from adrel_pipeline.defs.shared import checks
 from adrel_pipeline.defs.shared.checks import Check
 from adrel_pipeline.defs.shared.params import config_for_specs
@@ -38,22 +40,22 @@ LabelConfig = config_for_specs("LabelConfig", LabelSpec)
 RelevanceModelConfig = config_for_specs("RelevanceModelConfig", RelevanceModelSpec, RelevanceCheckSpec, MonitoringSpec)
 
 
-def _day(context: dg.AssetExecutionContext) -> dt.date:
+def partition_day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def _key(day: dt.date) -> tuple[int]:
+def day_key(day: dt.date) -> tuple[int]:
     return (day.toordinal(),)
 
 
-def _fail(err: ValueError) -> dg.Failure:
+def failure(err: ValueError) -> dg.Failure:
     return dg.Failure(str(err), allow_retries=False)
 
 
-def _previous_profile(context: dg.AssetExecutionContext) -> dict | None:
+def previous_profile(context: dg.AssetExecutionContext) -> dict | None:
     """The monitoring profile of this asset's previous day, from its latest materialization (None
     when that day was never materialized, or by code that recorded none)."""
-    previous = (_day(context) - dt.timedelta(days=1)).isoformat()
+    previous = (partition_day(context) - dt.timedelta(days=1)).isoformat()
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous]), limit=1).records
     if not records:
@@ -62,7 +64,7 @@ def _previous_profile(context: dg.AssetExecutionContext) -> dict | None:
     return None if value is None else dict(value.value)
 
 
-def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
+def markdown_block(frame: pl.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"```\n{frame}\n```")
 
 
@@ -74,7 +76,7 @@ def ad_inventory(world: WorldResource, items: pl.DataFrame) -> dg.Output[pl.Data
 
     table = generate_ad_inventory(world.spec(), items)
     mix = table.group_by("content_type").agg(pl.len().alias("ads"), pl.col("bid").median().alias("median_bid"))
-    return dg.Output(table, metadata={**table_metadata(table), "content_types": _markdown(mix.sort("content_type"))})
+    return dg.Output(table, metadata={**table_metadata(table), "content_types": markdown_block(mix.sort("content_type"))})
 
 
 LOG_CHECKS = [
@@ -89,30 +91,39 @@ LOG_CHECKS = [
 @dg.asset(group_name=GROUP, kinds={"polars"}, partitions_def=daily, code_version=asset_code_version("candidate_log"),
           check_specs=checks.specs("candidate_log", LOG_CHECKS, daily))
 def candidate_log(context: dg.AssetExecutionContext, config: CandidateLogConfig, world: WorldResource,
-                  users: pl.DataFrame, items: pl.DataFrame, ad_inventory: pl.DataFrame):
-    """The day's traffic through the funnel (retrieval, then the zero-relevance holdout's ranking),
-    logged for labelling: ``log_rate`` of the candidates at every stage (``sampled``), every served ad
-    (``served``), and whole candidate lists of a few contexts (``full_list``), each row with its
-    signals, the stage that dropped it and the generator's truth."""
-    from adrel_pipeline.contextual.funnel import STAGES, run_funnel
+                  funnel: FunnelResource, mlflow: MlflowTracking, users: pl.DataFrame, items: pl.DataFrame,
+                  ad_inventory: pl.DataFrame):
+    """The day's traffic through the production funnel (retrieval, the relevance trim, ranking, the
+    auction), served with the models that were champions when the day began (``adrel-relevance``;
+    ``adrel-gat`` for home's pCTR), logged for labelling: ``log_rate`` of the candidates at every
+    stage (``sampled``), every served ad (``served``), every ad the zero-relevance holdout would
+    serve (``holdout_served``, the old heuristic's pool) and whole candidate lists of a few contexts
+    (``full_list``), each row with its signals, the stage that dropped it and the generator's truth.
+    Before any relevance champion exists, production serves as the holdout (no trim, alpha = 0)."""
+    from adrel_pipeline.contextual.engagement import serving_pctr
+    from adrel_pipeline.contextual.funnel import DROP_STAGES, candidates, run_funnel
     from adrel_pipeline.contextual.monitoring import compare, signal_profile
     from adrel_pipeline.contextual.sampling import log_candidates
     from adrel_pipeline.evaluation.calibration import coverage
+    from adrel_pipeline.serving.contextual import production_models
     from adrel_pipeline.world.contexts import RELEVANT_GRADE, SIGNALS, generate_contexts
 
     spec, log_spec, bounds = world.spec(), config.spec(CandidateLogSpec, seed=world.seed), config.spec(MonitoringSpec)
-    day = _day(context)
+    day = partition_day(context)
     contexts = generate_contexts(spec, users, items, day)
-    candidates = run_funnel(spec, contexts, ad_inventory, day, log_spec.served_slots)
-    log = log_candidates(candidates, log_spec, _key(day))
+    cands = candidates(spec, contexts, ad_inventory, day)
+    serving = production_models(day.isoformat(), world.fingerprint, mlflow.uri)
+    relevance = serving.relevance.predict(cands) if serving.relevance is not None else None
+    served = run_funnel(cands, serving_pctr(cands, serving.gat, spec, day).pctr, relevance, funnel.spec())
+    log = log_candidates(served, log_spec, day_key(day))
     sampled = log.filter(pl.col("sampled"))
     profile = signal_profile(sampled)
-    changes = compare(_previous_profile(context), profile)
+    changes = compare(previous_profile(context), profile)
     relevant = (pl.col("true_grade") >= RELEVANT_GRADE).mean()
     by_stage = log.group_by(pl.col("dropped_at").fill_null("served")).agg(
         pl.col("sampled").sum().alias("logged"), pl.col("served").sum().alias("served"), relevant.alias("truly_relevant"))
     outcomes = {
-        "stages_recorded": rules.stages_known(log, STAGES),
+        "stages_recorded": rules.stages_known(log, DROP_STAGES),
         "feature_coverage_stable": rules.drift_within(
             {k: v for k, v in changes.items() if k.startswith("coverage_drop/")}, bounds.max_coverage_drop,
             "coverage drops"),
@@ -124,15 +135,18 @@ def candidate_log(context: dg.AssetExecutionContext, config: CandidateLogConfig,
     yield from checks.emit(dg.Output(log, metadata={
         **table_metadata(log),
         "contexts": contexts.height,
-        "candidates": candidates.height,
+        "candidates": served.height,
         "logged_candidates": sampled.height,
         "served": int(log["served"].sum()),
         "full_list_rows": int(log["full_list"].sum()),
+        "serving/relevance_model": serving.relevance_source,
+        "serving/pctr_home": serving.gat_source,
         **{f"coverage/{k}": v for k, v in coverage(sampled, SIGNALS).items()},
-        "truly_relevant/candidates": float(candidates.select(relevant).item()),
+        "truly_relevant/candidates": float(served.select(relevant).item()),
         "truly_relevant/served": float(log.filter(pl.col("served")).select(relevant).item()),
-        "stages": _markdown(by_stage.sort("dropped_at")),
-        "coverage_by_segment": _markdown(coverage_table),
+        "truly_relevant/holdout_served": float(log.filter(pl.col("holdout_served")).select(relevant).item()),
+        "stages": markdown_block(by_stage.sort("dropped_at")),
+        "coverage_by_segment": markdown_block(coverage_table),
         "max_feature_psi": max((v for k, v in changes.items() if k.startswith("psi/")), default=float("nan")),
         PROFILE_KEY: dg.MetadataValue.json(profile),
     }), LOG_CHECKS, outcomes)
@@ -157,12 +171,12 @@ def relevance_labels(context: dg.AssetExecutionContext, config: LabelConfig, wor
     from adrel_pipeline.contextual.sampling import draw_jobs
 
     spec = config.spec(LabelSpec, seed=world.seed)
-    day = _day(context)
+    day = partition_day(context)
     try:
-        rows = draw_jobs(candidate_log, spec, _key(day))
+        rows = draw_jobs(candidate_log, spec, day_key(day))
     except ValueError as err:
-        raise _fail(err) from err
-    labels = label_rows(rows, spec, _key(day))
+        raise failure(err) from err
+    labels = label_rows(rows, spec, day_key(day))
     qc = quality(labels)
     per_job = {job: quality(part) for (job,), part in labels.partition_by("job", as_dict=True).items()}
     distribution = labels.group_by("content_type", "surface").agg(
@@ -176,7 +190,7 @@ def relevance_labels(context: dg.AssetExecutionContext, config: LabelConfig, wor
         **qc,
         **{f"rows/{job}": int((labels["job"] == job).sum()) for job in per_job},
         **{f"relevant_share/{job}": q["relevant_share"] for job, q in per_job.items()},
-        "label_distribution": _markdown(distribution),
+        "label_distribution": markdown_block(distribution),
         "raters_per_row": spec.raters_per_row,
     }), LABEL_CHECKS, outcomes)
 
@@ -188,33 +202,6 @@ MODEL_CHECKS = [
     Check("score_drift", "No score histogram's PSI against the previous day exceeds max_psi, per model, surface "
                          "and content type.", blocking=False),
 ]
-
-
-def _champion_comparison(test: pl.DataFrame, scores):
-    """Scores the champion on this run's test set beside the new model (1 - Brier: higher is better)."""
-    from adrel_pipeline.evaluation.calibration import paired_brier
-    from adrel_pipeline.mlops import packaging
-    from adrel_pipeline.mlops.promotion import Comparison
-
-    labels = test["relevant"].to_numpy()
-
-    def compare(champion_version: str, model_uri: str):
-        try:
-            champion = packaging.load_pyfunc(model_uri).model
-            theirs = champion.predict(test)
-        except Exception as err:  # noqa: BLE001 - a version registered by older code may fail in any way
-            return None, f"it cannot be loaded or scored by this code ({type(err).__name__}: {err})"
-        ours_brier, their_brier, se = paired_brier(labels, scores, theirs)
-        return Comparison(champion_version, 1.0 - ours_brier, 1.0 - their_brier, se,
-                          f"this run's candidate-level test set ({test.height} labelled rows)",
-                          metric="1 - Brier score", se_method="paired over rows"), ""
-
-    return compare
-
-
-def _newest_model_day(context: dg.AssetExecutionContext) -> str | None:
-    days = context.instance.get_materialized_partitions(context.asset_key)
-    return max(days) if days else None
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -236,10 +223,11 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
                     mlflow: MlflowTracking, relevance_labels: pl.DataFrame, candidate_log: pl.DataFrame):
     """One calibrated model of P(relevant) for every content type, trained on the day's candidate
     sample, beside the seed's ablation (no category match), the old heuristic's training sample, the
-    uncalibrated trees and the oracle, all on the candidate-level test set: ECE per content type and
-    surface (labels, and the oracle's probabilities), Brier, AUC, nDCG of whole candidate lists, the
-    top-ranked share of relevant shopping ads. One MLflow run with the reliability plots; the model
-    is registered as ``adrel-relevance`` unless a blocking check fails, then the promotion gate runs."""
+    uncalibrated trees, a second fit of the production recipe (``reseeded``) and the oracle, all on
+    the candidate-level test set: ECE per content type and surface (labels, and the oracle's
+    probabilities), Brier, AUC, nDCG of whole candidate lists, the top-ranked share of relevant
+    shopping ads. One MLflow run with the reliability plots and the logged model; the funnel day
+    (``funnel_metrics``) registers it as ``adrel-relevance`` once the launch checks pass."""
     import pandas as pd
 
     from adrel_pipeline.contextual.monitoring import compare, score_profile
@@ -258,7 +246,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
     try:
         result = train_and_evaluate(relevance_labels, lists, spec)
     except ValueError as err:
-        raise _fail(err) from err
+        raise failure(err) from err
     full, metrics, test = result.metrics["full"], result.metrics, result.test
     oracle_brier = metrics[ORACLE]["brier"]
     _, _, oracle_se = paired_brier(test["relevant"].to_numpy(), result.test_scores["full"], result.test_scores[ORACLE])
@@ -268,7 +256,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
         "shopping_ctr_gain": relative_difference(full, metrics["no_category_match"], "top_k_shopping_ctr"),
     }
     profile = score_profile(test, {name: result.test_scores[name] for name in MODELS})
-    changes = compare(_previous_profile(context), profile)
+    changes = compare(previous_profile(context), profile)
     plots = {
         "reliability_by_content_type": reliability_png(
             {name: result.reliability[name]["content_type"] for name in ("full", "no_category_match", "heuristic")},
@@ -309,18 +297,13 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
         example = pd.DataFrame(test.head(3).select(INPUT_COLUMNS).to_dicts())
         payloads = {name: model.to_payload() for name, model in result.models.items()}
         logged = packaging.log_pyfunc(PYFUNC_FILE, {MODEL: payloads["full"]}, model_signature(), example)
-        partition = context.partition_key
-        promotion = registry.register_and_promote(
-            MODEL_NAME, run_id, logged, 1.0 - full["brier"], _champion_comparison(test, result.test_scores["full"]),
-            tags={"dagster.run_id": dagster_run, "world_fingerprint": world.fingerprint,
-                  "code_version": asset_code_version("relevance_model")},
-            partition=partition, newest_materialized=_newest_model_day(context), score_name="one_minus_brier")
-        store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
-                        "adrel.promotion_reason": promotion.reason, "adrel.world_fingerprint": world.fingerprint})
-    context.log.info(f"{MODEL_NAME} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
+        store.set_tags({"adrel.promotion": "pending", "adrel.world_fingerprint": world.fingerprint,
+                        "adrel.promotion_reason": "the funnel day (funnel_metrics) registers the model once its "
+                                                  "launch checks pass"})
+    context.log.info(f"{MODEL_NAME}: logged to MLflow run {run_id}; funnel_metrics registers it after its checks")
     value = {"models": payloads,
              "metrics": {name: dict(m) for name, m in metrics.items()},
-             "mlflow": {"run_id": run_id, "model_uri": logged.model_uri, "version": promotion.version}}
+             "mlflow": {"run_id": run_id, "model_uri": logged.model_uri, "model_id": logged.model_id}}
     yield from checks.emit(dg.Output(value, metadata={
         **{k: float(v) for k, v in flat.items()},
         "oracle_brier": oracle_brier,
@@ -331,5 +314,5 @@ def relevance_model(context: dg.AssetExecutionContext, config: RelevanceModelCon
         "max_score_psi": max(changes.values(), default=float("nan")),
         PROFILE_KEY: dg.MetadataValue.json(profile),
         **mlflow.run_metadata(run_id),
-        **mlflow.promotion_metadata(promotion, MODEL_NAME),
+        "mlflow_model_uri": logged.model_uri,
     }), MODEL_CHECKS, outcomes)

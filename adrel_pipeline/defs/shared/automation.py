@@ -10,11 +10,13 @@ import dagster as dg
 daily_retrain_job = dg.define_asset_job(
     "daily_retrain",
     # The audience group reads a fixed embedding window and is partitioned by advertiser: not daily.
-    # The contextual group's day (candidate log, labels, relevance model) needs no interactions.
+    # The contextual group's day (candidate log, labels, relevance model) needs no interactions; the
+    # funnel group follows the relevance model and the GAT (test_auc), which serves home's pCTR.
     selection=(dg.AssetSelection.assets("interaction_edges").downstream() - dg.AssetSelection.groups("audience"))
     | dg.AssetSelection.assets("candidate_log").downstream(),
     description="Materialize one day's interactions and retrain the model on the window ending that day; log the "
-                "day's ad candidates, label them and retrain the contextual relevance model.",
+                "day's ad candidates, label them, retrain the contextual relevance model, measure it in the "
+                "serving funnel (launch checks, trend, A/A and A/B tests) and register it.",
 )
 
 # At 02:00 UTC, one RunRequest for the day that just ended (run_key = partition key, so a tick
@@ -26,7 +28,7 @@ daily_retrain_schedule = dg.build_schedule_from_partitioned_job(
     hour_of_day=2,
     minute_of_hour=0,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Every day at 02:00 UTC: the previous day's interactions, then its model.",
+    description="Every day at 02:00 UTC: the previous day's interactions, then its models and the funnel.",
 )
 
 
