@@ -112,14 +112,14 @@ def materialize_week(instance, tracking_uri, world=SMALL_WORLD, **kwargs):
 
 
 @contextmanager
-def week_in_a_fresh_store(folder: Path):
-    """A fresh Dagster instance and sqlite MLflow store (in ``folder``) with ``materialize_week`` done:
-    ``(instance, tracking_uri)``."""
+def week_in_a_fresh_store(folder: Path, world: dict = SMALL_WORLD):
+    """A fresh Dagster instance and sqlite MLflow store (in ``folder``) with ``materialize_week`` done
+    on ``world``: ``(instance, tracking_uri)``."""
     import dagster as dg
 
     uri = sqlite_uri(folder)
     with dg.instance_for_test() as instance:
-        world, model = materialize_week(instance, uri)
+        world, model = materialize_week(instance, uri, world=world)
         assert world.success and model.success
         yield instance, uri
 

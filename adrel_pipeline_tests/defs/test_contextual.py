@@ -1,6 +1,8 @@
-"""The contextual group in Dagster on a small world: two days of candidate logs, labels and models
-(metadata, MLflow, the registry and its gate, drift against the previous day), a model that fails
-the calibration check (not registered, the previous value kept), and a bad labelling config."""
+"""The contextual and funnel groups in Dagster on a small world: two days of candidate logs, labels,
+models and funnel measurements (metadata, MLflow, the registry and its gate, drift against the
+previous day, the second day served by the first day's champion), a model that fails the
+calibration check and a funnel day that fails a launch check (neither registered, the previous
+value kept), a bad labelling config, and the GAT serving home's pCTR once the relevance pipeline ran."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from adrel_pipeline_tests.conftest import SMALL_WORLD, failure_messages, materia
 pytestmark = pytest.mark.slow  # each test materializes the group (seconds)
 
 CONTEXT_WORLD = {**SMALL_WORLD, "contexts_per_day": 3000, "candidates_per_context": 40}
-ASSETS = ["users", "items", "ad_inventory", "candidate_log", "relevance_labels", "relevance_model"]
+ASSETS = ["users", "items", "ad_inventory", "candidate_log", "relevance_labels", "relevance_model", "funnel_metrics",
+          "relevance_trend", "relevance_experiments"]
+DAY_ASSETS = ASSETS[3:]
 DAYS = ("2026-01-07", "2026-01-08")
 # Small jobs: the wiring is under test, not the model's quality. With ~450 test rows of the rarest
 # content type, a calibrated model's ECE on labels is ~0.05-0.08 from label noise alone: the limit
@@ -25,6 +29,9 @@ RUN_CONFIG = {"ops": {
     "candidate_log": {"config": {"log_rate": 0.2, "full_list_contexts": 100}},
     "relevance_labels": {"config": {"labelling_budget": 3000, "test_rows": 3000}},
     "relevance_model": {"config": {"max_iter": 50, "max_ece": 0.2}},
+    "funnel_metrics": {"config": {"sweep_contexts": 500}},
+    "relevance_trend": {"config": {"trend_contexts": 300}},
+    "relevance_experiments": {"config": {"experiment_pool": 2000, "experiment_contexts": 300, "aa_repeats": 20}},
 }}
 
 
@@ -55,8 +62,8 @@ def two_days(tmp_path_factory):
     uri = sqlite_uri(folder)
     with dg.instance_for_test() as instance:
         first = _run(instance, uri, DAYS[0])
-        after_first = {k: metadata(instance, k) for k in ("candidate_log", "relevance_labels", "relevance_model")}
-        second = _run(instance, uri, DAYS[1], selection=ASSETS[3:])
+        after_first = {k: metadata(instance, k) for k in DAY_ASSETS}
+        second = _run(instance, uri, DAYS[1], selection=DAY_ASSETS)
         yield instance, uri, first, second, after_first
 
 
@@ -85,7 +92,7 @@ def test_the_group_records_label_quality_calibration_and_the_ablation(two_days):
     assert {"hist/score/full/home/regular"} <= set(model["monitoring_profile"])
 
 
-def test_the_model_is_registered_with_its_run_and_plots_and_the_gate_decides_the_second_day(two_days):
+def test_the_funnel_day_registers_the_model_with_its_run_and_plots_and_the_gate_decides_the_second_day(two_days):
     import mlflow
 
     from adrel_pipeline.mlops import registry, store
@@ -100,11 +107,19 @@ def test_the_model_is_registered_with_its_run_and_plots_and_the_gate_decides_the
     assert versions[0].tags["promotion"] == "champion"
     assert versions[1].tags["promotion"] in ("champion", "challenger")
     assert "1 - Brier score" in versions[1].tags["promotion_reason"]
-    run = client.get_run(first_md["relevance_model"]["mlflow_run_id"])
+    # relevance_model logs the run and the model; funnel_metrics registers it into the same run.
+    run_id = first_md["relevance_model"]["mlflow_run_id"]
+    assert first_md["funnel_metrics"]["mlflow_run_id"] == run_id == versions[0].run_id
+    assert first_md["funnel_metrics"]["mlflow_model_version"] == 1
+    run = client.get_run(run_id)
     assert run.data.metrics["ece"] == pytest.approx(first_md["relevance_model"]["ece"])
-    assert "model.max_iter" in run.data.params
+    assert run.data.metrics["funnel/fraction_relevant/auction_winners"] == pytest.approx(
+        first_md["funnel_metrics"]["fraction_relevant/auction_winners"])
+    assert "model.max_iter" in run.data.params and "funnel.relevance_exponent" in run.data.params
+    assert run.data.tags["adrel.promotion"] == "champion"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert {"plots/reliability_by_content_type.png", "plots/reliability_by_surface.png"} <= artifacts
+    assert {"plots/reliability_by_content_type.png", "plots/reliability_by_surface.png", "plots/funnel.png",
+            "plots/revenue_vs_relevance.png", "plots/trend.png", "plots/aa_test.png"} <= artifacts
 
 
 def test_the_second_day_measures_drift_against_the_first(two_days):
@@ -200,3 +215,106 @@ def Path_of(value):
     from pathlib import Path
 
     return Path(getattr(value, "path", value))
+
+
+def test_funnel_metrics_hold_every_stage_category_and_the_holdout(two_days):
+    from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES
+    from adrel_pipeline.world import INTERESTS
+    from adrel_pipeline.world.contexts import CONTENT_TYPES
+
+    instance, *_ = two_days
+    md = metadata(instance, "funnel_metrics")
+    for stage in SURVIVOR_STAGES:
+        assert 0 <= md[f"fraction_relevant/{stage}"] <= 1, stage
+        assert 0 <= md[f"holdout/fraction_relevant/{stage}"] <= 1, stage
+        for category in INTERESTS:
+            assert 0 <= md[f"fraction_relevant/{stage}/{category}"] <= 1, (stage, category)
+        for content_type in CONTENT_TYPES:
+            assert 0 <= md[f"fraction_relevant_by_content_type/{stage}/{content_type}"] <= 1
+    # The relevance model raises the served share above the holdout's, which does not trim.
+    assert md["holdout_gap/fraction_relevant/auction_winners"] == pytest.approx(
+        md["fraction_relevant/auction_winners"] / md["holdout/fraction_relevant/auction_winners"] - 1)
+    assert md["holdout_gap/fraction_relevant/auction_winners"] > 0
+    assert md["trim_rate"] > 0 == md["holdout/trim_rate"]
+    for key in ("ndcg", "ctr", "revenue_per_context", "holdout_gap/revenue_per_context"):
+        assert isinstance(md[key], float) and md[key] == md[key], key
+    for key in ("funnel", "revenue_vs_relevance"):
+        assert "data:image/png;base64," in md[key]
+    assert "reseeded (equal calibration)" in md["sweep"] and "overconfident" in md["sweep"]
+    assert md["pctr_home"].startswith("none: no adrel-gat version")  # no relevance pipeline in this store
+    assert {"trim_rate/full/home/regular", "trim_rate/reseeded/search/video"} <= set(md["monitoring_profile"])
+
+
+def test_the_second_day_is_served_by_the_first_days_champion(two_days):
+    import polars as pl
+
+    from adrel_pipeline.mlops import serialization
+
+    instance, _, _, second, first_md = two_days
+    assert first_md["candidate_log"]["serving/relevance_model"].startswith("none: no adrel-relevance version")
+    log_md = metadata(instance, "candidate_log")
+    assert log_md["serving/relevance_model"] == f"adrel-relevance v1 (trained for {DAYS[0]})"
+    folder = Path_of(log_md["path"])
+    first, later = (serialization.load(folder / f"{day}.parquet") for day in DAYS)
+    # The first day had no relevance model: served as the holdout (no trim); the second trims.
+    assert not (first["dropped_at"] == "trim").any() and (later["dropped_at"] == "trim").any()
+    assert first.filter(pl.col("served"))["holdout_served"].all()
+    assert log_md["truly_relevant/served"] > log_md["truly_relevant/holdout_served"]
+    # The trend has both days; the experiments their intervals.
+    trend = metadata(instance, "relevance_trend")
+    assert trend["days"] == 2 and "data:image/png;base64," in trend["trend"]
+    experiments = metadata(instance, "relevance_experiments")
+    for design in ("controlled", "uncontrolled"):
+        assert 0 <= experiments[f"aa/{design}/coverage"] <= 1 and experiments[f"aa/{design}/sd"] > 0
+    launch = [experiments[f"ab/category_match_launch/fraction_relevant/{k}"] for k in ("low", "relative", "high")]
+    assert launch == sorted(launch)
+    assert "| production_vs_holdout | fraction_relevant |" in experiments["ab_tests"]
+
+
+def test_a_funnel_day_that_fails_a_launch_check_is_not_registered(two_days):
+    import mlflow
+
+    from adrel_pipeline.mlops import registry, store
+
+    instance, uri, *_ = two_days
+    day = "2026-01-09"
+    strict = _with(RUN_CONFIG, "funnel_metrics", max_revenue_cost=0.0)
+    result = _run(instance, uri, day, run_config=strict, selection=DAY_ASSETS[:4], raise_on_error=False)
+    assert not result.success
+    assert any("revenue_cost_within_limit" in m and "relevance costs" in m for m in failure_messages(result))
+    assert _check_results(result)["revenue_cost_within_limit"].passed is False
+    store.use_store(uri)
+    client = mlflow.MlflowClient()
+    days = [v.tags["partition"] for v in client.search_model_versions(f"name='{registry.RELEVANCE_MODEL_NAME}'")]
+    assert day not in days
+    run = client.get_run(metadata(instance, "relevance_model")["mlflow_run_id"])
+    assert run.data.tags["adrel.promotion"] == "rejected"
+    assert day not in instance.get_materialized_partitions(dg_key("funnel_metrics"))
+
+
+def test_the_champion_gat_serves_home_once_the_relevance_pipeline_ran(tmp_path):
+    from adrel_pipeline_tests.conftest import WEEK, week_in_a_fresh_store
+
+    with week_in_a_fresh_store(tmp_path, CONTEXT_WORLD) as (instance, uri):
+        day = WEEK[-1].isoformat()
+        result = _run(instance, uri, day, selection=["ad_inventory", *DAY_ASSETS[:4]])
+        assert result.success
+        md = metadata(instance, "funnel_metrics")
+        # The GAT of the day's window (registered by test_auc) serves the day after it: the funnel's.
+        assert md["pctr_home"] == f"adrel-gat v1 (trained for {day})"
+        # The day's own log was served before that model existed.
+        assert metadata(instance, "candidate_log")["serving/pctr_home"].startswith("none: no adrel-gat version")
+        value = serialization_value(md["path"], day)
+        assert value["home_calibration"]["clicks"] > 0
+
+
+def dg_key(name):
+    import dagster as dg
+
+    return dg.AssetKey(name)
+
+
+def serialization_value(path, day):
+    from adrel_pipeline.mlops import serialization
+
+    return serialization.load(Path_of(path) / f"{day}.pt")

@@ -79,6 +79,13 @@ def _champion_comparison(test: pl.DataFrame, scores):
     return compare
 
 
+def _markdown_table(frame: pl.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|---" * frame.width + "|"]
+    lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
+              for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
 def _newest_day(context: dg.AssetExecutionContext) -> str | None:
     days = context.instance.get_materialized_partitions(context.asset_key)
     return max(days) if days else None
@@ -184,14 +191,13 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
     }
     rejected = [outcomes[c.name].description for c in FUNNEL_CHECKS if c.blocking and not outcomes[c.name].passed]
     flat = ours | {f"holdout/{k}": v for k, v in theirs.items()} | gap
-    sweep_table = points.with_columns(pl.col(pl.Float64).round(4))
     record = relevance_model["mlflow"]
     with store.run(run_id=record["run_id"]):
         store.log_params({"funnel": funnel_spec.as_dict(), "funnel_checks": bounds.as_dict()})
         store.log_metrics({f"funnel/{k}": v for k, v in flat.items()})
         for name, png in plots.items():
             store.log_bytes(png, f"plots/{name}.png")
-        store.log_text(str(sweep_table), "funnel_sweep.txt")
+        store.log_text(points.write_csv(), "funnel_sweep.csv")
         existing = registry.registered_version_of_run(MODEL_NAME, record["run_id"])
         if rejected:
             if existing is None:
@@ -226,7 +232,7 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
         **{k: float(v) for k, v in flat.items()},
         "pctr_home": gat.gat_source,
         **{name: dg.MetadataValue.md(markdown_image(png, name.replace("_", " "))) for name, png in plots.items()},
-        "sweep": markdown_block(sweep_table),
+        "sweep": dg.MetadataValue.md(_markdown_table(points)),
         "max_trim_rate_change": max(changes.values(), default=float("nan")),
         PROFILE_KEY: dg.MetadataValue.json(profile),
         **mlflow.run_metadata(record["run_id"]),
