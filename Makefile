@@ -13,6 +13,9 @@ DG := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/dg
 # The default run: the first week of days, and the model of its last day (a full 7-day window).
 FIRST_DAY := 2026-01-01
 RUN_DAY := 2026-01-07
+# The contextual day: the day after the model's window, served by the week's champions (the GAT
+# scores home's pCTR). The contextual group reads no interactions, so that day needs none.
+SERVE_DAY := 2026-01-08
 # The universal user embeddings (audience group) learn from the same week.
 export ADREL_EMBEDDING_DAY ?= $(RUN_DAY)
 # The deployment world's advertisers as a partition range (the first run registers them), read
@@ -40,8 +43,10 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 ## The default world end to end on a fresh instance: users, items, advertisers and a week of daily
 ## interactions in one run, the model of the week's last day; the audience group: user embeddings
 ## and every advertiser's seed list, models and expansion in one run; the contextual relevance of the
-## run's day (candidate log, labels, calibrated model); then print the model's AUCs, the audience
-## expansion's per-method, per-bucket table and the labels' and relevance model's quality figures.
+## next day (candidate log, labels, calibrated model) and its serving funnel (funnel metrics and the
+## registration, trend, A/A and A/B tests); then print the model's AUCs, the audience expansion's
+## per-method, per-bucket table, the labels' and relevance model's quality figures, and the funnel's
+## fraction relevant per stage, holdout gap and revenue.
 run: install $(DAGSTER_HOME)/dagster.yaml
 	@echo "== users, items, advertisers, the ad inventory and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
 	$(DG) launch --assets users,items,advertisers,ad_inventory,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
@@ -49,9 +54,9 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
 	@echo "== audience expansion: user embeddings, then every advertiser's seed list, models and expansion (one run)"
 	$(DG) launch --assets 'user_embeddings,seed_lists*' --partition-range $(ADVERTISER_RANGE) -c config/console-info.yaml
-	@echo "== contextual relevance of $(RUN_DAY): the day's candidate log, its labelling job, the calibrated relevance model"
-	$(DG) launch --assets 'candidate_log*' --partition $(RUN_DAY) -c config/console-info.yaml
-	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) --audience --contextual
+	@echo "== contextual relevance of $(SERVE_DAY): the day's candidate log, its labelling job, the calibrated relevance model, and the serving funnel (launch checks, trend, A/A and A/B tests)"
+	$(DG) launch --assets 'candidate_log*' --partition $(SERVE_DAY) -c config/console-info.yaml
+	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) --audience --contextual $(SERVE_DAY)
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
 check: install $(DAGSTER_HOME)/dagster.yaml

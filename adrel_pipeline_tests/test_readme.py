@@ -25,7 +25,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```python(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
                    re.MULTILINE | re.DOTALL)
 NO_TEST = "no-test"
-CONTEXTUAL_ASSETS = ["ad_inventory", "candidate_log", "relevance_labels", "relevance_model"]
+CONTEXTUAL_ASSETS = ["ad_inventory", "candidate_log", "relevance_labels", "relevance_model", "funnel_metrics"]
 # The small world's default traffic (20,000 contexts) with a smaller job: the examples, not the model, are
 # tested. ~1,000 test rows of a content type leave an ECE of ~0.05 from label noise alone: the limit is loosened.
 CONTEXTUAL_CONFIG = {"ops": {"relevance_labels": {"config": {"labelling_budget": 5000, "test_rows": 5000}},

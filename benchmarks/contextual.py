@@ -4,7 +4,8 @@
 
 Per world seed (``WorldSpec(seed=s)``, every spec's seed the world's, as ``config.spec(..., seed=world.seed)``
 in the assets), what the contextual group of ``make run`` does for 2026-01-07, in-process and in its
-order: ``generate_ad_inventory``, ``generate_contexts``, ``run_funnel(slots=CandidateLogSpec().served_slots)``,
+order: ``generate_ad_inventory``, ``generate_contexts``, ``candidates``, ``serving_pctr`` and ``run_funnel``
+with the default ``FunnelSpec`` and no relevance model (the first contextual day: no champion yet),
 ``log_candidates(key=(day.toordinal(),))``, ``draw_jobs``, ``label_rows``, and ``train_and_evaluate`` on
 the labels and ``log.filter(full_list)``. Printed, per seed and as the mean over seeds:
 
@@ -68,11 +69,13 @@ import sklearn.ensemble
 import sklearn.frozen
 import sklearn.metrics  # noqa: F401
 
+from adrel_pipeline.contextual.engagement import serving_pctr
+from adrel_pipeline.contextual.funnel import candidates as retrieved_candidates
 from adrel_pipeline.contextual.funnel import run_funnel
 from adrel_pipeline.contextual.labels import crowd_biases, label_rows, quality
 from adrel_pipeline.contextual.model import FEATURES, feature_matrix, fit
 from adrel_pipeline.contextual.sampling import JOBS, draw_jobs, log_candidates
-from adrel_pipeline.contextual.spec import CandidateLogSpec, LabelSpec, RelevanceModelSpec
+from adrel_pipeline.contextual.spec import CandidateLogSpec, FunnelSpec, LabelSpec, RelevanceModelSpec
 from adrel_pipeline.contextual.training import MODELS, ORACLE, job, train_and_evaluate
 from adrel_pipeline.evaluation.contextual import calibration_metrics, relative_difference
 from adrel_pipeline.world import WorldSpec, generate_items, generate_users
@@ -138,7 +141,8 @@ def candidate_log_step(world: WorldSpec, users: pl.DataFrame, items: pl.DataFram
     contexts = generate_contexts(world, users, items, DAY)
     seconds["contexts"] = time.perf_counter() - start
     start = time.perf_counter()
-    candidates = run_funnel(world, contexts, inventory, DAY, log_spec.served_slots)
+    retrieved = retrieved_candidates(world, contexts, inventory, DAY)
+    candidates = run_funnel(retrieved, serving_pctr(retrieved, None, world, DAY).pctr, None, FunnelSpec())
     seconds["funnel"] = time.perf_counter() - start
     start = time.perf_counter()
     log = log_candidates(candidates, log_spec, KEY)

@@ -1,7 +1,8 @@
 """Print an evaluation: ``python -m adrel_pipeline.defs.report [--partition DAY]`` (uses $DAGSTER_HOME).
 
 Without ``--partition``, the most recent ``test_auc`` materialization of any day. ``--audience``
-adds the latest ``audience_eval`` table, ``--contextual`` the day's relevance labels and model.
+adds the latest ``audience_eval`` table, ``--contextual`` the day's relevance labels and model and
+the serving funnel (fraction relevant per stage, the holdout gap, revenue, the A/A and A/B tests).
 """
 
 import argparse
@@ -14,8 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--partition", help="day of the model to report, e.g. 2026-01-07")
     parser.add_argument("--audience", action="store_true", help="also the audience expansion evaluation")
-    parser.add_argument("--contextual", action="store_true",
-                        help="also the contextual relevance labels and model of the partition's day")
+    parser.add_argument("--contextual", nargs="?", const="", metavar="DAY",
+                        help="also the contextual relevance labels, model and serving funnel of DAY (default: the "
+                             "partition's day)")
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
     records = instance.fetch_materializations(
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'world':>24}: {md['world_fingerprint']}")
     print(f"{'mlflow run':>24}: {md['mlflow_run_url']}")
     status = audience(instance) if args.audience else 0
-    return contextual(instance, event.partition) or status if args.contextual else status
+    if args.contextual is None:
+        return status
+    return contextual(instance, args.contextual or event.partition) or status
 
 
 def audience(instance: dg.DagsterInstance) -> int:
@@ -93,9 +97,43 @@ def contextual(instance: dg.DagsterInstance, partition: str | None) -> int:
           f"{model['ablation/shopping_ctr_gain']:+.1%}")
     print(f"{'old heuristic sample':>34}: ECE {model['heuristic/ece']:.4f}, Brier {model['heuristic/brier']:.4f}, "
           f"AUC {model['heuristic/auc']:.4f}, nDCG@10 {model['heuristic/ndcg_at_10']:.4f} on the same test set")
-    print(f"{'model version':>34}: v{model['mlflow_model_version']} -> {model['promotion']} "
-          f"({model['promotion_reason']})")
     print(f"{'mlflow run':>34}: {model['mlflow_run_url']}")
+    return funnel(instance, partition)
+
+
+def funnel(instance: dg.DagsterInstance, partition: str | None) -> int:
+    from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES
+
+    md = _latest(instance, "funnel_metrics", partition)
+    if md is None:
+        print(f"funnel_metrics has not been materialized for {partition} in this DAGSTER_HOME yet", file=sys.stderr)
+        return 1
+    contexts = int(md["contexts"])
+    print(f"\nserving funnel, {partition}: {contexts} contexts, {int(md['candidates'])} candidates; "
+          f"truly relevant share of each stage's survivors (the zero-relevance holdout's beside it)")
+    for stage in SURVIVOR_STAGES:
+        print(f"{'fraction_relevant/' + stage:>34}: {md[f'fraction_relevant/{stage}']:.3f}   "
+              f"holdout {md[f'holdout/fraction_relevant/{stage}']:.3f}")
+    print(f"{'holdout gap (served ads)':>34}: {md['holdout_gap/fraction_relevant/auction_winners']:+.1%} relevant, "
+          f"{md['holdout_gap/ndcg']:+.1%} nDCG, {md['holdout_gap/ctr']:+.1%} CTR")
+    print(f"{'revenue per context':>34}: {md['revenue_per_context']:.4f} vs the holdout's "
+          f"{md['holdout/revenue_per_context']:.4f} ({md['holdout_gap/revenue_per_context']:+.1%}); "
+          f"trim rate {md['trim_rate']:.3f}, nDCG {md['ndcg']:.3f}, CTR {md['ctr']:.4f}")
+    print(f"{'pCTR on home':>34}: {md['pctr_home']}")
+    experiments = _latest(instance, "relevance_experiments", partition)
+    if experiments is not None:
+        print(f"{'A/A, served relevance (B / A - 1)':>34}: sd {experiments['aa/controlled/sd']:.2%} with fixed contexts, "
+              f"{experiments['aa/uncontrolled/sd']:.2%} with fresh ones; intervals cover 0 in "
+              f"{experiments['aa/controlled/coverage']:.0%} / {experiments['aa/uncontrolled/coverage']:.0%} "
+              f"(nominal {experiments['aa/confidence']:.0%})")
+        for name in ("category_match_launch", "swap_equal_calibration", "swap_miscalibrated"):
+            key = f"ab/{name}/fraction_relevant"
+            revenue = f"ab/{name}/revenue"
+            print(f"{'A/B ' + name:>34}: relevant {experiments[key + '/relative']:+.1%} "
+                  f"[{experiments[key + '/low']:+.1%}, {experiments[key + '/high']:+.1%}], revenue "
+                  f"{experiments[revenue + '/relative']:+.1%} [{experiments[revenue + '/low']:+.1%}, "
+                  f"{experiments[revenue + '/high']:+.1%}]")
+    print(f"{'model version':>34}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
     return 0
 
 

@@ -295,17 +295,20 @@ def test_a_funnel_day_that_fails_a_launch_check_is_not_registered(two_days):
 def test_the_champion_gat_serves_home_once_the_relevance_pipeline_ran(tmp_path):
     from adrel_pipeline_tests.conftest import WEEK, week_in_a_fresh_store
 
+    import datetime as dt
+
     with week_in_a_fresh_store(tmp_path, CONTEXT_WORLD) as (instance, uri):
-        day = WEEK[-1].isoformat()
-        result = _run(instance, uri, day, selection=["ad_inventory", *DAY_ASSETS[:4]])
+        trained, served = WEEK[-1].isoformat(), (WEEK[-1] + dt.timedelta(days=1)).isoformat()
+        # The GAT of the week's window (registered by test_auc) serves the next day: its log and its funnel.
+        result = _run(instance, uri, served, selection=["ad_inventory", *DAY_ASSETS[:4]])
         assert result.success
         md = metadata(instance, "funnel_metrics")
-        # The GAT of the day's window (registered by test_auc) serves the day after it: the funnel's.
-        assert md["pctr_home"] == f"adrel-gat v1 (trained for {day})"
-        # The day's own log was served before that model existed.
+        assert md["pctr_home"] == metadata(instance, "candidate_log")["serving/pctr_home"] == (
+            f"adrel-gat v1 (trained for {trained})")
+        assert serialization_value(md["path"], served)["home_calibration"]["clicks"] > 0
+        # The week's own last day was served before that model existed.
+        assert _run(instance, uri, trained, selection=DAY_ASSETS[:1]).success
         assert metadata(instance, "candidate_log")["serving/pctr_home"].startswith("none: no adrel-gat version")
-        value = serialization_value(md["path"], day)
-        assert value["home_calibration"]["clicks"] > 0
 
 
 def dg_key(name):

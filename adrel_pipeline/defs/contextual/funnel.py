@@ -2,10 +2,12 @@
 -> auction) beside the zero-relevance holdout, the launch checks that decide whether it is
 registered as ``adrel-relevance``, the daily trend on a fixed query set, and A/A and A/B tests.
 
-Each asset takes the day's ``relevance_model`` and serves with the relevance pipeline's GAT for
-home's pCTR (the ``adrel-gat`` champion after the day's training, hence the dependency on
-``test_auc``), logs into the relevance model's MLflow run, and keeps its figures as metadata
-(charts inline). The library does the work (:mod:`adrel_pipeline.contextual.funnel`,
+Each asset serves the day's traffic as production served it that day (home's pCTR from the
+``adrel-gat`` champion as of the day's start, as ``candidate_log`` does) with the relevance model
+swapped for the day's new ``relevance_model``: what shipping it would change. The registry's
+history, not the order of a run's steps, decides which GAT that is, so a re-run or a backfill
+gives the same figures. Each logs into the relevance model's MLflow run and keeps its figures as
+metadata (charts inline). The library does the work (:mod:`adrel_pipeline.contextual.funnel`,
 ``.measurement``, ``.engagement``); these functions wire it.
 """
 
@@ -36,8 +38,6 @@ from adrel_pipeline.mlops import registry, store
 from adrel_pipeline.mlops.code_version import asset_code_version
 
 GROUP = "funnel"
-# The GAT that scores home's pCTR is the adrel-gat champion once the day's relevance pipeline ran.
-AFTER_THE_GAT = [dg.AssetDep("test_auc")]
 _STREAM_EXPERIMENTS = 81
 
 FunnelMetricsConfig = config_for(FunnelCheckSpec, "FunnelMetricsConfig")
@@ -46,10 +46,10 @@ TrendConfig = config_for(TrendSpec, "TrendConfig")
 
 
 def _serving_gat(world: WorldResource, mlflow: MlflowTracking, day: dt.date):
-    """The GAT that serves the day after ``day``: the adrel-gat champion as of then."""
+    """The GAT production served home's pCTR with on ``day``: the adrel-gat champion as of its start."""
     from adrel_pipeline.serving.contextual import production_models
 
-    return production_models((day + dt.timedelta(days=1)).isoformat(), world.fingerprint, mlflow.uri, relevance=False)
+    return production_models(day.isoformat(), world.fingerprint, mlflow.uri, relevance=False)
 
 
 def _models(relevance_model: dict) -> dict:
@@ -108,7 +108,7 @@ FUNNEL_CHECKS = [
 ]
 
 
-@dg.asset(group_name=GROUP, kinds={"polars", "mlflow"}, partitions_def=daily, retry_policy=RETRY, deps=AFTER_THE_GAT,
+@dg.asset(group_name=GROUP, kinds={"polars", "mlflow"}, partitions_def=daily, retry_policy=RETRY,
           code_version=asset_code_version("funnel_metrics"),
           check_specs=checks.specs("funnel_metrics", FUNNEL_CHECKS, daily))
 def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfig, world: WorldResource,
@@ -259,7 +259,7 @@ def _history(context: dg.AssetExecutionContext, keys: tuple[str, ...]) -> dict[s
 TREND_KEYS = ("fraction_relevant", "holdout/fraction_relevant", "ndcg", "holdout/ndcg")
 
 
-@dg.asset(group_name=GROUP, kinds={"polars", "mlflow"}, partitions_def=daily, retry_policy=RETRY, deps=AFTER_THE_GAT,
+@dg.asset(group_name=GROUP, kinds={"polars", "mlflow"}, partitions_def=daily, retry_policy=RETRY,
           code_version=asset_code_version("relevance_trend"))
 def relevance_trend(context: dg.AssetExecutionContext, config: TrendConfig, world: WorldResource,
                     funnel: FunnelResource, mlflow: MlflowTracking, users: pl.DataFrame, items: pl.DataFrame,
@@ -301,7 +301,7 @@ def relevance_trend(context: dg.AssetExecutionContext, config: TrendConfig, worl
         **mlflow.run_metadata(relevance_model["mlflow"]["run_id"])})
 
 
-@dg.asset(group_name=GROUP, kinds={"polars", "mlflow"}, partitions_def=daily, retry_policy=RETRY, deps=AFTER_THE_GAT,
+@dg.asset(group_name=GROUP, kinds={"polars", "mlflow"}, partitions_def=daily, retry_policy=RETRY,
           code_version=asset_code_version("relevance_experiments"))
 def relevance_experiments(context: dg.AssetExecutionContext, config: ExperimentConfig, world: WorldResource,
                           funnel: FunnelResource, mlflow: MlflowTracking, users: pl.DataFrame, items: pl.DataFrame,
