@@ -13,10 +13,11 @@ Each repeat does what ``make run`` does, in a fresh DAGSTER_HOME, in its order, 
    ``ADVERTISER_RANGE``);
 4. ``dg launch`` of ``user_embeddings,seed_lists*`` over that advertiser partition range (the
    audience group: embeddings, seed lists, models, expansions, evaluation; one run);
-5. ``dg launch`` of ``candidate_log*`` for 2026-01-07 (the contextual group: candidate log, labels,
-   relevance model);
-6. ``python -m adrel_pipeline.defs.report --partition 2026-01-07 --audience --contextual``: the three
-   reports in one process (counted with the relevance part: the relevance pipeline alone needs its
+5. ``dg launch`` of ``candidate_log*`` for 2026-01-08, the day the week's models serve (the contextual
+   group: candidate log, labels, relevance model; and the funnel group: funnel metrics and the
+   registration, trend, A/A and A/B tests);
+6. ``python -m adrel_pipeline.defs.report --partition 2026-01-07 --audience --contextual 2026-01-08``:
+   the reports in one process (counted with the relevance part: the relevance pipeline alone needs its
    report too).
 
 ``$ADREL_EMBEDDING_DAY`` is 2026-01-07, as the Makefile exports it. Unlike ``make run`` the launches
@@ -51,6 +52,7 @@ EVENT = re.compile(r" - (\d+) - (\w+) - (STEP_START|STEP_SUCCESS) - ")
 MAXRSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 RANGE = re.compile(r"^(\S+\.\.\.\S+)$", re.MULTILINE)
 DAY = "2026-01-07"
+SERVE_DAY = "2026-01-08"  # the Makefile's SERVE_DAY
 REPORT = ["-m", "adrel_pipeline.defs.report"]
 
 # The Makefile's ADVERTISER_RANGE.
@@ -66,13 +68,14 @@ COMMANDS = [
     ("advertiser range", "audience", "py", ["-c", RANGE_CODE]),
     ("audience (advertiser range)", "audience", "dg",
      ["--assets", "user_embeddings,seed_lists*", "--partition-range", "{range}"]),
-    (f"contextual of {DAY}", "contextual", "dg", ["--assets", "candidate_log*", "--partition", DAY]),
+    (f"contextual of {SERVE_DAY}", "contextual", "dg", ["--assets", "candidate_log*", "--partition", SERVE_DAY]),
     ("report --partition --audience --contextual", "relevance", "py",
-     [*REPORT, "--partition", DAY, "--audience", "--contextual"]),
+     [*REPORT, "--partition", DAY, "--audience", "--contextual", SERVE_DAY]),
 ]
 AUDIENCE_STEPS = ("advertisers", "user_embeddings", "seed_lists", "audience_models", "audience_expansions",
                   "audience_eval")
-CONTEXTUAL_STEPS = ("ad_inventory", "candidate_log", "relevance_labels", "relevance_model")
+CONTEXTUAL_STEPS = ("ad_inventory", "candidate_log", "relevance_labels", "relevance_model", "funnel_metrics",
+                    "relevance_trend", "relevance_experiments")
 
 
 def part_of(step: str) -> str:

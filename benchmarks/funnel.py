@@ -48,7 +48,6 @@ from adrel_pipeline.contextual.engagement import serving_pctr
 from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES, candidates, run_funnel
 from adrel_pipeline.contextual.labels import label_rows
 from adrel_pipeline.contextual.measurement import (
-    METRICS,
     Arm,
     Traffic,
     aa_test,
@@ -220,7 +219,7 @@ def speed(seed: int, quick: bool) -> dict:
 # --- printing ------------------------------------------------------------------------------------
 
 def _mean(values) -> float:
-    values = [v for v in values if v == v]
+    values = [v for v in values if not np.isnan(v)]
     return sum(values) / len(values) if values else float("nan")
 
 
@@ -250,7 +249,7 @@ def report(runs: list[dict], timing: dict | None) -> None:
         _table([breakdown, *SURVIVOR_STAGES, "holdout winners"],
                [[seg, *[_mean(r["ours"][f"{prefix}/{s}/{seg}"] for r in runs) for s in SURVIVOR_STAGES],
                  _mean(r["theirs"][f"{prefix}/auction_winners/{seg}"] for r in runs)] for seg in segments])
-    gap = lambda key: [r["ours"][key] / r["theirs"][key] - 1 for r in runs]  # noqa: E731
+    gap = lambda key: [r["ours"][key] / r["theirs"][key] - 1 for r in runs]
     _table(["metric", "production", "holdout", "gap (mean)", "gap per seed"],
            [[key, _mean(r["ours"][key] for r in runs), _mean(r["theirs"][key] for r in runs), f"{_mean(gap(key)):+.1%}",
              " / ".join(f"{g:+.1%}" for g in gap(key))]
@@ -266,7 +265,7 @@ def report(runs: list[dict], timing: dict | None) -> None:
     print("### A/B tests, 500 fixed contexts, paired 95% intervals of B / A - 1 (per seed)\n")
     rows = []
     for name in runs[0]["ab"]:
-        for metric in METRICS:
+        for metric in runs[0]["ab"][name]:
             cells = [f"{d['relative']:+.2%} [{d['low']:+.2%}, {d['high']:+.2%}]"
                      for d in (r["ab"][name][metric] for r in runs)]
             rows.append([name, metric, *cells])

@@ -282,8 +282,12 @@ def fixed_contexts(traffic: Traffic, n: int, seed: Sequence[int]) -> np.ndarray:
 
 
 def ab_test(traffic: Traffic, a: Arm, b: Arm, contexts: np.ndarray, confidence: float, seed: Sequence[int],
-            metrics: Sequence[str] = METRICS) -> dict[str, Difference]:
-    """A against B on the same fixed contexts (paired), each arm with its own request randomness."""
+            metrics: Sequence[str] | None = None) -> dict[str, Difference]:
+    """A against B on the same fixed contexts (paired), each arm with its own request randomness;
+    every metric of :data:`METRICS` by default, but the trim rate when A trims nothing (the
+    holdout: no relative change from nothing)."""
+    if metrics is None:
+        metrics = tuple(m for m in METRICS if a.model is not None or m != "trim_rate")
     rng = np.random.default_rng(list(seed))
     ma, mb = measure(traffic, a, contexts, rng), measure(traffic, b, contexts, rng)
     return {m: compare(ma, mb, m, confidence, paired=True) for m in metrics}

@@ -250,7 +250,7 @@ def test_the_second_day_is_served_by_the_first_days_champion(two_days):
 
     from adrel_pipeline.mlops import serialization
 
-    instance, _, _, second, first_md = two_days
+    instance, _, _, _, first_md = two_days
     assert first_md["candidate_log"]["serving/relevance_model"].startswith("none: no adrel-relevance version")
     log_md = metadata(instance, "candidate_log")
     assert log_md["serving/relevance_model"] == f"adrel-relevance v1 (trained for {DAYS[0]})"
@@ -293,9 +293,9 @@ def test_a_funnel_day_that_fails_a_launch_check_is_not_registered(two_days):
 
 
 def test_the_champion_gat_serves_home_once_the_relevance_pipeline_ran(tmp_path):
-    from adrel_pipeline_tests.conftest import WEEK, week_in_a_fresh_store
-
     import datetime as dt
+
+    from adrel_pipeline_tests.conftest import WEEK, week_in_a_fresh_store
 
     with week_in_a_fresh_store(tmp_path, CONTEXT_WORLD) as (instance, uri):
         trained, served = WEEK[-1].isoformat(), (WEEK[-1] + dt.timedelta(days=1)).isoformat()

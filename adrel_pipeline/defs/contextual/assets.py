@@ -52,15 +52,18 @@ def failure(err: ValueError) -> dg.Failure:
     return dg.Failure(str(err), allow_retries=False)
 
 
+def day_metadata(context: dg.AssetExecutionContext, day: str):
+    """The metadata of this asset's latest materialization of ``day`` (None: never materialized)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[day]), limit=1).records
+    return records[0].event_log_entry.asset_materialization.metadata if records else None
+
+
 def previous_profile(context: dg.AssetExecutionContext) -> dict | None:
     """The monitoring profile of this asset's previous day, from its latest materialization (None
     when that day was never materialized, or by code that recorded none)."""
-    previous = (partition_day(context) - dt.timedelta(days=1)).isoformat()
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous]), limit=1).records
-    if not records:
-        return None
-    value = records[0].event_log_entry.asset_materialization.metadata.get(PROFILE_KEY)
+    metadata = day_metadata(context, (partition_day(context) - dt.timedelta(days=1)).isoformat())
+    value = None if metadata is None else metadata.get(PROFILE_KEY)
     return None if value is None else dict(value.value)
 
 

@@ -23,8 +23,8 @@ from adrel_pipeline.defs.contextual.assets import (
     MODEL_NAME,
     PROFILE_KEY,
     RETRY,
+    day_metadata,
     failure,
-    markdown_block,
     partition_day,
     previous_profile,
 )
@@ -118,8 +118,8 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
     zero-relevance holdout on the same contexts: the truly relevant share of each stage's survivors
     (``fraction_relevant/<stage>``, ``.../<category>``, by content type and surface), trim rates,
     nDCG of the served slates, CTR and revenue, the holdout gap; revenue against relevance over a
-    sweep of alpha and tau, with a second model of equal calibration and a miscalibrated one. The
-    launch checks pass: the model is registered as ``adrel-relevance`` and the promotion gate runs."""
+    sweep of alpha and tau, with a second model of equal calibration and a miscalibrated one. When
+    the launch checks pass, the model is registered as ``adrel-relevance`` and the promotion gate runs."""
     import numpy as np
 
     from adrel_pipeline.contextual.engagement import serving_pctr
@@ -210,11 +210,10 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
             promotion = registry.Promotion.of_version(existing)
         else:
             test = relevance_labels.filter(pl.col("job") == "test")
-            scores_test = models["full"].predict(test)
             promotion = registry.register_and_promote(
                 MODEL_NAME, record["run_id"], packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
-                1.0 - float(((scores_test - test["relevant"].to_numpy()) ** 2).mean()),
-                _champion_comparison(test, scores_test),
+                1.0 - relevance_model["metrics"]["full"]["brier"],  # on the same test job
+                _champion_comparison(test, models["full"].predict(test)),
                 tags={"dagster.run_id": context.run.run_id, "world_fingerprint": world.fingerprint,
                       "code_version": asset_code_version("relevance_model")},
                 partition=context.partition_key, newest_materialized=_newest_day(context),
@@ -242,17 +241,12 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
 
 def _history(context: dg.AssetExecutionContext, keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """``{day: {key: value}}`` of this asset's latest materialization of every day before this one."""
-    day = context.partition_key
-    earlier = sorted(d for d in context.instance.get_materialized_partitions(context.asset_key) if d < day)
-    if not earlier:
-        return {}
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=earlier), limit=100 * len(earlier)).records
     out: dict[str, dict[str, float]] = {}
-    for record in records:  # newest first: keep each day's latest
-        event = record.event_log_entry.asset_materialization
-        if event.partition not in out:
-            out[event.partition] = {k: float(event.metadata[k].value) for k in keys if k in event.metadata}
+    for day in sorted(d for d in context.instance.get_materialized_partitions(context.asset_key)
+                      if d < context.partition_key):
+        metadata = day_metadata(context, day)
+        if metadata is not None:
+            out[day] = {k: float(metadata[k].value) for k in keys if k in metadata}
     return out
 
 
@@ -315,7 +309,6 @@ def relevance_experiments(context: dg.AssetExecutionContext, config: ExperimentC
     from adrel_pipeline.contextual.engagement import serving_pctr
     from adrel_pipeline.contextual.funnel import candidates
     from adrel_pipeline.contextual.measurement import (
-        METRICS,
         Arm,
         Traffic,
         aa_test,
@@ -360,8 +353,7 @@ def relevance_experiments(context: dg.AssetExecutionContext, config: ExperimentC
     flat = summary | {k: v for name, diffs in ab.items() for d in diffs.values() for k, v in d.as_dict(f"ab/{name}").items()}
     lines = ["| A/B | metric | A | B | B / A - 1 | interval |", "|---|---|---|---|---|---|"]
     for name, diffs in ab.items():
-        for metric in METRICS:
-            d = diffs[metric]
+        for metric, d in diffs.items():
             lines.append(f"| {name} | {metric} | {d.a:.4f} | {d.b:.4f} | {d.relative:+.2%} | "
                          f"[{d.low:+.2%}, {d.high:+.2%}]{'' if d.covers_zero else ' *'} |")
     table = "\n".join(lines)
