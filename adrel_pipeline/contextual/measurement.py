@@ -12,7 +12,11 @@
   paired when both arms served the same contexts, unpaired otherwise.
 * :func:`aa_test`: the same treatment against itself ``repeats`` times, with the seed's variance
   controls (a fixed query set with fixed user contexts, both arms on it) or without (each arm a
-  freshly sampled set): the spread of the relative differences and how often the interval covers 0.
+  freshly sampled set): the spread of the relative differences and how often the interval covers 0;
+  :func:`ab_test`: two treatments on one fixed query set, paired.
+* :func:`sweep`: revenue against relevance over the ranking's alpha and the trim's tau;
+  :func:`overconfident`: the planted miscalibration of the swap test; :func:`fixed_query_set`: the
+  trend's contexts, the same every day.
 
 numpy and polars only.
 """

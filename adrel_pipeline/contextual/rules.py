@@ -106,16 +106,10 @@ def auction_consistent(frame: pl.DataFrame, slots: int, auction_candidates: int,
     disordered = per_context.filter(pl.col("by_slot").list.diff(null_behavior="drop").list.max() > tol)
     winners = frame.filter(stage.is_null())
     mispriced = winners.filter((pl.col("price") < reserve - tol) | (pl.col("price") > pl.col("bid") + tol))
-    problems = []
-    if too_many.height:
-        problems.append(f"{too_many.height} contexts with more than {auction_candidates} auction entrants or "
-                        f"{slots} winners, {show_examples(too_many['context_id'])}")
-    if misnumbered.height:
-        problems.append(f"{misnumbered.height} contexts whose slots are not 0..k-1, "
-                        f"{show_examples(misnumbered['context_id'])}")
-    if disordered.height:
-        problems.append(f"{disordered.height} contexts whose slots are not in order of score, "
-                        f"{show_examples(disordered['context_id'])}")
+    problems = [f"{bad.height} contexts {what}, {show_examples(bad['context_id'])}" for bad, what in (
+        (too_many, f"with more than {auction_candidates} auction entrants or {slots} winners"),
+        (misnumbered, "whose slots are not 0..k-1"),
+        (disordered, "whose slots are not in order of score")) if bad.height]
     if mispriced.height:
         problems.append(f"{mispriced.height} winners paying outside [reserve {reserve:g}, their bid], "
                         f"{show_examples(mispriced.select('context_id', 'ad_id', 'bid', 'price').rows())}")
