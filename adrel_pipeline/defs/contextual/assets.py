@@ -117,7 +117,11 @@ def candidate_log(context: dg.AssetExecutionContext, config: CandidateLogConfig,
     cands = candidates(spec, contexts, ad_inventory, day)
     serving = production_models(day.isoformat(), world.fingerprint, mlflow.uri)
     relevance = serving.relevance.predict(cands) if serving.relevance is not None else None
-    served = run_funnel(cands, serving_pctr(cands, serving.gat, spec, day).pctr, relevance, funnel.spec())
+    try:
+        pctr = serving_pctr(cands, serving.gat, spec, day).pctr
+    except ValueError as err:
+        raise failure(err) from err
+    served = run_funnel(cands, pctr, relevance, funnel.spec())
     log = log_candidates(served, log_spec, day_key(day))
     sampled = log.filter(pl.col("sampled"))
     profile = signal_profile(sampled)
