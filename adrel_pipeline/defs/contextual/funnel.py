@@ -54,7 +54,12 @@ def _serving_gat(world: WorldResource, mlflow: MlflowTracking, day: dt.date):
 
 def _models(relevance_model: dict) -> dict:
     from adrel_pipeline.contextual.model import RelevanceModel
+    from adrel_pipeline.contextual.training import MODELS
 
+    missing = sorted(set(MODELS) - set(relevance_model["models"]))
+    if missing:
+        raise dg.Failure(f"the stored relevance_model lacks the models {missing} (written by older code): "
+                         "rematerialize relevance_model for this day first", allow_retries=False)
     return {name: RelevanceModel.from_payload(payload) for name, payload in relevance_model["models"].items()}
 
 
