@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adrel_pipeline.mlops.packaging import LoggedModel
 from adrel_pipeline.mlops.promotion import CHALLENGER, CHAMPION, Comparison, decide
-from adrel_pipeline.mlops.store import client, store_lock
+from adrel_pipeline.mlops.store import client, set_tags, store_lock
 
 DEFAULT_MODEL_NAME = "adrel-gat"
 # The audience system's per-advertiser heads (adrel_pipeline.audience), registered by audience_models.
@@ -15,7 +15,7 @@ ACTALIKE_MODEL_NAME = "adrel-actalike"
 # The contextual relevance model (adrel_pipeline.contextual), registered by relevance_model.
 RELEVANCE_MODEL_NAME = "adrel-relevance"
 __all__ = ["ACTALIKE_MODEL_NAME", "CHALLENGER", "CHAMPION", "DEFAULT_MODEL_NAME", "RELEVANCE_MODEL_NAME", "Promotion",
-           "champion_as_of", "register_and_promote", "version_by_alias"]
+           "champion_as_of", "register_and_promote", "register_once", "version_by_alias"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,32 @@ def newest_registered_partition(name: str) -> str | None:
         return None
     days = [v.tags.get("partition") for v in versions if v.tags.get("partition")]
     return max(days) if days else None
+
+
+def register_once(name: str, run_id: str, rejected: Sequence[str], register: Callable[[], Promotion],
+                  log) -> Promotion | None:
+    """The registry's decision for the training of MLflow run ``run_id`` (call it inside that run).
+
+    A run registered before (a re-evaluation) keeps its decision as it was: it is never registered
+    twice, nor re-tagged (a champion is never "rejected"). Otherwise ``rejected`` (the failed
+    blocking checks' descriptions) tags the run ``adrel.promotion=rejected`` and registers nothing
+    (returns None), and an accepted run is registered by ``register`` and tagged with its decision.
+    ``log``: a logger for what happened (``.error``)."""
+    existing = registered_version_of_run(name, run_id)
+    if rejected:
+        if existing is None:
+            set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
+            log.error(f"{name}: not registered, a blocking check failed: {'; '.join(rejected)}")
+        else:
+            log.error(f"{name} v{existing.version} (already registered, alias kept) fails a blocking check on "
+                      f"re-evaluation: {'; '.join(rejected)}")
+        return None
+    if existing is not None:
+        return Promotion.of_version(existing)
+    promotion = register()
+    set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
+                    "adrel.promotion_reason": promotion.reason})
+    return promotion
 
 
 def register_and_promote(

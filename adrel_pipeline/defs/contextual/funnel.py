@@ -203,28 +203,17 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
         for name, png in plots.items():
             store.log_bytes(png, f"plots/{name}.png")
         store.log_text(points.write_csv(), "funnel_sweep.csv")
-        existing = registry.registered_version_of_run(MODEL_NAME, record["run_id"])
-        if rejected:
-            if existing is None:
-                store.set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
-                context.log.error(f"{MODEL_NAME}: not registered, the funnel day failed a launch check: "
-                                  f"{'; '.join(rejected)}")
+        test = relevance_labels.filter(pl.col("job") == "test")
+        promotion = registry.register_once(MODEL_NAME, record["run_id"], rejected, lambda: registry.register_and_promote(
+            MODEL_NAME, record["run_id"], packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
+            1.0 - relevance_model["metrics"]["full"]["brier"],  # on the same test job
+            _champion_comparison(test, models["full"].predict(test)),
+            tags={"dagster.run_id": context.run.run_id, "world_fingerprint": world.fingerprint,
+                  "code_version": asset_code_version("relevance_model")},
+            partition=context.partition_key, newest_materialized=_newest_day(context), score_name="one_minus_brier"),
+            context.log)
+        if promotion is None:
             yield from checks.emit(None, FUNNEL_CHECKS, outcomes)
-        if existing is not None:
-            # A re-run of a day whose model is registered keeps the registry's decision as it was.
-            promotion = registry.Promotion.of_version(existing)
-        else:
-            test = relevance_labels.filter(pl.col("job") == "test")
-            promotion = registry.register_and_promote(
-                MODEL_NAME, record["run_id"], packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
-                1.0 - relevance_model["metrics"]["full"]["brier"],  # on the same test job
-                _champion_comparison(test, models["full"].predict(test)),
-                tags={"dagster.run_id": context.run.run_id, "world_fingerprint": world.fingerprint,
-                      "code_version": asset_code_version("relevance_model")},
-                partition=context.partition_key, newest_materialized=_newest_day(context),
-                score_name="one_minus_brier")
-            store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
-                            "adrel.promotion_reason": promotion.reason})
     context.log.info(f"{MODEL_NAME} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
     context.log.info("fraction relevant " + ", ".join(f"{s} {ours[f'fraction_relevant/{s}']:.3f}" for s in stages)
                      + f"; holdout's winners {theirs['fraction_relevant/auction_winners']:.3f}; revenue per context "

@@ -272,20 +272,8 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
         # and MLflow shows the value at the highest step, which must be the kept model's.
         store.log_metrics(metrics, step=trained_gat["epochs_run"] + 1)
         store.log_bytes(roc, "plots/roc_test.png")
-        # A re-evaluation of a registered training keeps the registry's decision as it was: it
-        # neither registers the training twice nor re-tags the run (a champion is never "rejected").
-        existing = registry.registered_version_of_run(name, record["run_id"])
-        if rejected:
-            if existing is None:
-                store.set_tags({"adrel.promotion": "rejected", "adrel.promotion_reason": "; ".join(rejected)})
-                context.log.error(f"{name}: not registered, the model failed a blocking check: {'; '.join(rejected)}")
-            else:
-                context.log.error(f"{name} v{existing.version} (already registered, alias kept) fails a blocking "
-                                  f"check on re-evaluation: {'; '.join(rejected)}")
-            yield from checks.emit(None, MODEL_CHECKS, outcomes)
-        if existing is not None:
-            promotion = registry.Promotion.of_version(existing)
-        else:
+
+        def register() -> registry.Promotion:
             promotion = registry.register_and_promote(
                 name, record["run_id"],
                 packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
@@ -294,10 +282,14 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
                       "world_fingerprint": world.fingerprint, "window_days": str(window_days())},
                 partition=partition, newest_materialized=_newest_model_day(context),
             )
-            store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
-                            "adrel.promotion_reason": promotion.reason, "adrel.world_fingerprint": world.fingerprint})
+            store.set_tags({"adrel.world_fingerprint": world.fingerprint})
             if promotion.champion_test_auc is not None:
                 store.log_metrics({"champion_test_auc": promotion.champion_test_auc})
+            return promotion
+
+        promotion = registry.register_once(name, record["run_id"], rejected, register, context.log)
+        if promotion is None:
+            yield from checks.emit(None, MODEL_CHECKS, outcomes)
 
     context.log.info(f"{name} v{promotion.version} -> {promotion.alias}: {promotion.reason}")
     outcomes["no_worse_than_champion"] = rules.auc_vs_champion(
