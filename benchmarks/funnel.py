@@ -45,7 +45,7 @@ import polars as pl
 import sklearn.ensemble  # noqa: F401 - imported up front: the timings exclude imports
 
 from adrel_pipeline.contextual.engagement import serving_pctr
-from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES, candidates, run_funnel
+from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES, candidates, run_funnel, run_funnel_and_holdout
 from adrel_pipeline.contextual.labels import label_rows
 from adrel_pipeline.contextual.measurement import (
     Arm,
@@ -110,8 +110,8 @@ def run_seed(seed: int, quick: bool) -> dict:
     spec, checks, experiment = FunnelSpec(), FunnelCheckSpec(), ExperimentSpec(seed=seed)
     relevance = models["full"].predict(cands)
     engagement = serving_pctr(cands, None, world, DAY)
-    ours = funnel_metrics(run_funnel(cands, engagement.pctr, relevance, spec), spec)
-    theirs = funnel_metrics(run_funnel(cands, engagement.pctr, None, spec), spec)
+    ours, theirs = (funnel_metrics(frame, spec) for frame in run_funnel_and_holdout(cands, engagement.pctr,
+                                                                                     relevance, spec))
 
     head_rows = np.flatnonzero(cands["context_id"].is_in(contexts["context_id"].head(checks.sweep_contexts).implode()))
     head = cands[head_rows]
@@ -178,8 +178,7 @@ def speed_step(directory: Path, fields: dict, seed: int) -> dict:
     mark("relevance scores")
     pctr = serving_pctr(cands, None, world, DAY).pctr
     mark("pCTR")
-    production = run_funnel(cands, pctr, relevance, spec)
-    holdout = run_funnel(cands, pctr, None, spec)
+    production, holdout = run_funnel_and_holdout(cands, pctr, relevance, spec)
     mark("trim + ranking + auction (production, holdout)")
     metrics = funnel_metrics(production, spec), funnel_metrics(holdout, spec)
     mark("metrics (both)")

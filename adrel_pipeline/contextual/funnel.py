@@ -219,15 +219,8 @@ def serve(groups: np.ndarray, bid: np.ndarray, pctr: np.ndarray, relevance: np.n
     return Served(score, dropped, slot, price, clicks)
 
 
-def run_funnel(cands: pl.DataFrame, pctr: np.ndarray, relevance: np.ndarray | None, spec: FunnelSpec) -> pl.DataFrame:
-    """``cands`` (from :func:`candidates`) served by the funnel, with :data:`SERVED_COLUMNS`:
-    ``relevance`` (null without a model), ``pctr``, ``rank_score``, ``dropped_at``, ``slot``,
-    ``price`` and ``expected_clicks`` (null unless served), and ``holdout_served``: whether the
-    zero-relevance holdout (no trim, alpha = 0) would have served the candidate."""
-    groups = context_groups(cands["context_id"].to_numpy())
-    bid, ctr = cands["bid"].to_numpy(), cands["click_probability"].to_numpy()
-    served = serve(groups, bid, pctr, relevance, ctr, spec)
-    holdout = served if relevance is None else serve(groups, bid, pctr, None, ctr, spec)
+def _served_frame(cands: pl.DataFrame, served: Served, pctr: np.ndarray, relevance: np.ndarray | None,
+                  holdout_won: np.ndarray) -> pl.DataFrame:
     won = served.won
     return cands.with_columns(
         relevance=pl.Series(relevance, dtype=pl.Float64) if relevance is not None else pl.lit(None, pl.Float64),
@@ -237,5 +230,31 @@ def run_funnel(cands: pl.DataFrame, pctr: np.ndarray, relevance: np.ndarray | No
         slot=pl.Series(served.slot, dtype=pl.Int16).set(pl.Series(~won), None),
         price=pl.Series(served.price).fill_nan(None),
         expected_clicks=pl.Series(served.expected_clicks).set(pl.Series(~won), None),
-        holdout_served=pl.Series(holdout.won),
+        holdout_served=pl.Series(holdout_won),
     )
+
+
+def _serve_both(cands: pl.DataFrame, pctr: np.ndarray, relevance: np.ndarray | None, spec: FunnelSpec
+                ) -> tuple[Served, Served]:
+    groups = context_groups(cands["context_id"].to_numpy())
+    bid, ctr = cands["bid"].to_numpy(), cands["click_probability"].to_numpy()
+    holdout = serve(groups, bid, pctr, None, ctr, spec)
+    return (holdout if relevance is None else serve(groups, bid, pctr, relevance, ctr, spec)), holdout
+
+
+def run_funnel(cands: pl.DataFrame, pctr: np.ndarray, relevance: np.ndarray | None, spec: FunnelSpec) -> pl.DataFrame:
+    """``cands`` (from :func:`candidates`) served by the funnel, with :data:`SERVED_COLUMNS`:
+    ``relevance`` (null without a model), ``pctr``, ``rank_score``, ``dropped_at``, ``slot``,
+    ``price`` and ``expected_clicks`` (null unless served), and ``holdout_served``: whether the
+    zero-relevance holdout (no trim, alpha = 0) would have served the candidate."""
+    production, holdout = _serve_both(cands, pctr, relevance, spec)
+    return _served_frame(cands, production, pctr, relevance, holdout.won)
+
+
+def run_funnel_and_holdout(cands: pl.DataFrame, pctr: np.ndarray, relevance: np.ndarray | None, spec: FunnelSpec
+                           ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`run_funnel`, and the same requests served by the zero-relevance holdout, as a frame of
+    its own (the holdout is served once for both)."""
+    production, holdout = _serve_both(cands, pctr, relevance, spec)
+    return (_served_frame(cands, production, pctr, relevance, holdout.won),
+            _served_frame(cands, holdout, pctr, None, holdout.won))

@@ -12,6 +12,7 @@ from adrel_pipeline.contextual.funnel import (
     context_groups,
     retrieve,
     run_funnel,
+    run_funnel_and_holdout,
     serve,
 )
 from adrel_pipeline.contextual.spec import ContextualConfigError, FunnelSpec
@@ -147,6 +148,9 @@ def test_each_context_sends_at_most_its_auction_candidates_and_fills_its_slots_i
 
 def test_holdout_served_is_what_the_zero_relevance_funnel_serves(retrieved, candidates):
     holdout = run_funnel(retrieved, candidates["pctr"].to_numpy(), None, FUNNEL)
+    # Served together (the holdout served once for both), the same two frames.
+    both = run_funnel_and_holdout(retrieved, candidates["pctr"].to_numpy(), grade_relevance(retrieved), FUNNEL)
+    assert both[0].equals(candidates) and both[1].equals(holdout)
     assert holdout["dropped_at"].is_null().equals(candidates["holdout_served"], check_names=False)
     assert holdout["holdout_served"].equals(holdout["dropped_at"].is_null(), check_names=False)
     assert holdout["relevance"].is_null().all()

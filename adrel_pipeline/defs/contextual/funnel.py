@@ -128,7 +128,7 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
     import numpy as np
 
     from adrel_pipeline.contextual.engagement import serving_pctr
-    from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES, candidates, run_funnel
+    from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES, candidates, run_funnel_and_holdout
     from adrel_pipeline.contextual.measurement import Arm, Traffic, overconfident, sweep
     from adrel_pipeline.contextual.measurement import funnel_metrics as measure_funnel
     from adrel_pipeline.contextual.monitoring import compare, trim_profile
@@ -149,8 +149,7 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
         engagement = serving_pctr(cands, gat.gat, spec, day)
     except ValueError as err:
         raise failure(err) from err
-    production = run_funnel(cands, engagement.pctr, relevance, funnel_spec)
-    holdout = run_funnel(cands, engagement.pctr, None, funnel_spec)
+    production, holdout = run_funnel_and_holdout(cands, engagement.pctr, relevance, funnel_spec)
     ours, theirs = measure_funnel(production, funnel_spec), measure_funnel(holdout, funnel_spec)
     gap = {f"holdout_gap/{k}": ours[k] / theirs[k] - 1.0 if theirs[k] else float("nan")
            for k in ("fraction_relevant/auction_winners", "ndcg", "ctr", "revenue_per_context")}
@@ -256,7 +255,7 @@ def relevance_trend(context: dg.AssetExecutionContext, config: TrendConfig, worl
     through the day's funnel with the day's relevance model and with the holdout: the truly
     relevant share of served ads and their nDCG, and their plot over every day materialized so far."""
     from adrel_pipeline.contextual.engagement import serving_pctr
-    from adrel_pipeline.contextual.funnel import candidates, run_funnel
+    from adrel_pipeline.contextual.funnel import candidates, run_funnel_and_holdout
     from adrel_pipeline.contextual.measurement import fixed_query_set
     from adrel_pipeline.contextual.measurement import funnel_metrics as measure_funnel
     from adrel_pipeline.evaluation.funnel_plots import trend_png
@@ -269,9 +268,9 @@ def relevance_trend(context: dg.AssetExecutionContext, config: TrendConfig, worl
         engagement = serving_pctr(cands, _serving_gat(world, mlflow, day).gat, spec, day)
     except ValueError as err:
         raise failure(err) from err
-    ours = measure_funnel(run_funnel(cands, engagement.pctr, _models(relevance_model)["full"].predict(cands),
-                                     funnel_spec), funnel_spec)
-    theirs = measure_funnel(run_funnel(cands, engagement.pctr, None, funnel_spec), funnel_spec)
+    served = run_funnel_and_holdout(cands, engagement.pctr, _models(relevance_model)["full"].predict(cands),
+                                    funnel_spec)
+    ours, theirs = (measure_funnel(frame, funnel_spec) for frame in served)
     today = {"fraction_relevant": ours["fraction_relevant/auction_winners"], "ndcg": ours["ndcg"],
              "holdout/fraction_relevant": theirs["fraction_relevant/auction_winners"], "holdout/ndcg": theirs["ndcg"]}
     today["holdout_gap"] = today["fraction_relevant"] / today["holdout/fraction_relevant"] - 1.0
