@@ -52,10 +52,10 @@ from adrel_pipeline.contextual.measurement import (
     Traffic,
     aa_test,
     ab_test,
+    ab_tests,
     fixed_contexts,
     funnel_metrics,
-    overconfident,
-    sweep,
+    swap_sweep,
 )
 from adrel_pipeline.contextual.model import RelevanceModel
 from adrel_pipeline.contextual.sampling import draw_jobs, log_candidates
@@ -117,11 +117,7 @@ def run_seed(seed: int, quick: bool) -> dict:
     head = cands[head_rows]
     traffic = Traffic.of(head, engagement.base[head_rows], {"full": relevance[head_rows],
                                                            "reseeded": models["reseeded"].predict(head)})
-    served, sweep_seed = np.arange(traffic.contexts), (seed, 81, DAY.toordinal())
-    points = pl.concat([
-        sweep(traffic, {"full": Arm("full", spec)}, served, sweep_seed),
-        sweep(traffic, {"reseeded": Arm("reseeded", spec), "overconfident": Arm("full", spec, overconfident)},
-              served, sweep_seed, taus=(spec.trim_threshold,))])
+    points = swap_sweep(traffic, spec, np.arange(traffic.contexts), (seed, 81, DAY.toordinal()))
 
     pool = contexts["context_id"].head(experiment.experiment_pool).implode()
     pool_rows = np.flatnonzero(cands["context_id"].is_in(pool))
@@ -129,21 +125,16 @@ def run_seed(seed: int, quick: bool) -> dict:
     pool_traffic = Traffic.of(pool_cands, engagement.base[pool_rows],
                               {name: (relevance[pool_rows] if name == "full" else models[name].predict(pool_cands))
                                for name in ("full", "no_category_match", "reseeded")})
-    production = Arm("full", spec)
     fixed = fixed_contexts(pool_traffic, experiment.experiment_contexts, (seed, 81, DAY.toordinal(), 2))
-    pairs = {"category_match_launch": (Arm("no_category_match", spec), production),
-             "swap_equal_calibration": (production, Arm("reseeded", spec)),
-             "swap_miscalibrated": (production, Arm("full", spec, overconfident)),
-             "production_vs_holdout": (Arm(None, spec), production)}
     ab = {name: {m: vars(d) for m, d in ab_test(pool_traffic, a, b, fixed, 0.95, (seed, 3, i)).items()}
-          for i, (name, (a, b)) in enumerate(pairs.items())}
+          for i, (name, (a, b)) in enumerate(ab_tests(spec).items())}
     repeats = 40 if quick else AA_REPEATS
     aa = {}
     for size in AA_SIZES:
         if 2 * size > pool_traffic.contexts:
             continue
         start = time.perf_counter()
-        result_aa = aa_test(pool_traffic, production, size, repeats, 0.95, (seed, 9, size))
+        result_aa = aa_test(pool_traffic, Arm("full", spec), size, repeats, 0.95, (seed, 9, size))
         aa[size] = result_aa.summary() | {"seconds": time.perf_counter() - start,
                                           "first": [d.relative for d in result_aa.uncontrolled[:3]]}
     ece = {name: result.metrics[name]["ece"] for name in ("full", "reseeded", "uncalibrated")}

@@ -368,3 +368,29 @@ def fixed_query_set(spec: WorldSpec, users: pl.DataFrame, items: pl.DataFrame, n
     """The trend's ``n`` contexts: queries and the users who issue them, drawn once and the same on
     every day (the seed's fixed user contexts); each day retrieves and serves them afresh."""
     return generate_contexts(replace(spec, contexts_per_day=n), users, items, TREND_DRAW_DAY)
+
+
+# The arms of the calibration swap, beside the production model ("full"): a second fit of equal
+# calibration, and the production model's scores miscalibrated.
+SWAP_ARMS = {"reseeded (equal calibration)": ("reseeded", None),
+             "full, overconfident (miscalibrated)": ("full", overconfident)}
+
+
+def swap_sweep(traffic: Traffic, spec: FunnelSpec, contexts: np.ndarray, seed: Sequence[int]) -> pl.DataFrame:
+    """The production model (``full``) over the whole alpha x tau grid, and the :data:`SWAP_ARMS`
+    over alpha at the production tau: where a calibrated swap lands against a miscalibrated one."""
+    return pl.concat([
+        sweep(traffic, {"full": Arm("full", spec)}, contexts, seed),
+        sweep(traffic, {name: Arm(model, spec, transform) for name, (model, transform) in SWAP_ARMS.items()},
+              contexts, seed, taus=(spec.trim_threshold,))])
+
+
+def ab_tests(spec: FunnelSpec) -> dict[str, tuple[Arm, Arm]]:
+    """The day's A/B tests, ``name: (A, B)`` (read as B / A - 1): the category-match launch (the
+    legacy feature set -> the full model), the swap to a second model of equal calibration, the
+    swap to a miscalibrated copy, and production against the zero-relevance holdout."""
+    production = Arm("full", spec)
+    return {"category_match_launch": (Arm("no_category_match", spec), production),
+            "swap_equal_calibration": (production, Arm("reseeded", spec)),
+            "swap_miscalibrated": (production, Arm("full", spec, overconfident)),
+            "production_vs_holdout": (Arm(None, spec), production)}

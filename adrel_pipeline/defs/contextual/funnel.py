@@ -45,11 +45,18 @@ ExperimentConfig = config_for(ExperimentSpec, "ExperimentConfig")
 TrendConfig = config_for(TrendSpec, "TrendConfig")
 
 
-def _serving_gat(world: WorldResource, mlflow: MlflowTracking, day: dt.date):
-    """The GAT production served home's pCTR with on ``day``: the adrel-gat champion as of its start."""
+def _serving_pctr(world: WorldResource, mlflow: MlflowTracking, cands: pl.DataFrame, day: dt.date):
+    """``(Engagement, which GAT)``: the candidates' pCTR as production served it on ``day``, home's
+    from the adrel-gat champion as of the day's start; too few home clicks to calibrate it fail the
+    step without retries."""
+    from adrel_pipeline.contextual.engagement import serving_pctr
     from adrel_pipeline.serving.contextual import production_models
 
-    return production_models(day.isoformat(), world.fingerprint, mlflow.uri, relevance=False)
+    gat = production_models(day.isoformat(), world.fingerprint, mlflow.uri, relevance=False)
+    try:
+        return serving_pctr(cands, gat.gat, world.spec(), day), gat.gat_source
+    except ValueError as err:
+        raise failure(err) from err
 
 
 def _models(relevance_model: dict) -> dict:
@@ -127,9 +134,8 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
     the launch checks pass, the model is registered as ``adrel-relevance`` and the promotion gate runs."""
     import numpy as np
 
-    from adrel_pipeline.contextual.engagement import serving_pctr
     from adrel_pipeline.contextual.funnel import SURVIVOR_STAGES, candidates, run_funnel_and_holdout
-    from adrel_pipeline.contextual.measurement import Arm, Traffic, overconfident, sweep
+    from adrel_pipeline.contextual.measurement import Traffic, swap_sweep
     from adrel_pipeline.contextual.measurement import funnel_metrics as measure_funnel
     from adrel_pipeline.contextual.monitoring import compare, trim_profile
     from adrel_pipeline.evaluation.funnel_plots import funnel_png, tradeoff_png
@@ -144,11 +150,7 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
     contexts = generate_contexts(spec, users, items, day)
     cands = candidates(spec, contexts, ad_inventory, day)
     relevance = models["full"].predict(cands)
-    gat = _serving_gat(world, mlflow, day)
-    try:
-        engagement = serving_pctr(cands, gat.gat, spec, day)
-    except ValueError as err:
-        raise failure(err) from err
+    engagement, gat_source = _serving_pctr(world, mlflow, cands, day)
     production, holdout = run_funnel_and_holdout(cands, engagement.pctr, relevance, funnel_spec)
     ours, theirs = measure_funnel(production, funnel_spec), measure_funnel(holdout, funnel_spec)
     gap = {f"holdout_gap/{k}": ours[k] / theirs[k] - 1.0 if theirs[k] else float("nan")
@@ -159,14 +161,8 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
     head = cands[first]
     scores = {name: (relevance[first] if name == "full" else model.predict(head)) for name, model in models.items()}
     traffic = Traffic.of(head, engagement.base[first], scores)
-    served, seed = np.arange(traffic.contexts), (world.seed, _STREAM_EXPERIMENTS, day.toordinal())
-    # The production model over the whole grid; a second model of equal calibration and a
-    # miscalibrated copy of the production model over alpha at the production tau.
-    points = pl.concat([
-        sweep(traffic, {"full": Arm("full", funnel_spec)}, served, seed),
-        sweep(traffic, {"reseeded (equal calibration)": Arm("reseeded", funnel_spec),
-                        "full, overconfident (miscalibrated)": Arm("full", funnel_spec, overconfident)},
-              served, seed, taus=(funnel_spec.trim_threshold,))])
+    points = swap_sweep(traffic, funnel_spec, np.arange(traffic.contexts),
+                        (world.seed, _STREAM_EXPERIMENTS, day.toordinal()))
     profile = trim_profile(head, scores, funnel_spec.trim_threshold)
     changes = compare(previous_profile(context), profile)
 
@@ -218,11 +214,11 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
                      + f"; holdout's winners {theirs['fraction_relevant/auction_winners']:.3f}; revenue per context "
                        f"{ours['revenue_per_context']:.4f} vs {theirs['revenue_per_context']:.4f}")
     value = {"metrics": ours, "holdout": theirs, "holdout_gap": gap, "sweep": points.to_dicts(),
-             "trim_profile": profile, "pctr_home": gat.gat_source,
+             "trim_profile": profile, "pctr_home": gat_source,
              "home_calibration": None if engagement.calibration is None else vars(engagement.calibration)}
     yield from checks.emit(dg.Output(value, metadata={
         **{k: float(v) for k, v in flat.items()},
-        "pctr_home": gat.gat_source,
+        "pctr_home": gat_source,
         **{name: dg.MetadataValue.md(markdown_image(png, name.replace("_", " "))) for name, png in plots.items()},
         "sweep": dg.MetadataValue.md(_markdown_table(points)),
         "max_trim_rate_change": max(changes.values(), default=float("nan")),
@@ -254,7 +250,6 @@ def relevance_trend(context: dg.AssetExecutionContext, config: TrendConfig, worl
     """The trend metrics: a fixed query set with fixed user contexts (drawn once), scraped every day
     through the day's funnel with the day's relevance model and with the holdout: the truly
     relevant share of served ads and their nDCG, and their plot over every day materialized so far."""
-    from adrel_pipeline.contextual.engagement import serving_pctr
     from adrel_pipeline.contextual.funnel import candidates, run_funnel_and_holdout
     from adrel_pipeline.contextual.measurement import fixed_query_set
     from adrel_pipeline.contextual.measurement import funnel_metrics as measure_funnel
@@ -264,10 +259,7 @@ def relevance_trend(context: dg.AssetExecutionContext, config: TrendConfig, worl
     spec, funnel_spec, trend_spec = world.spec(), funnel.spec(), config.spec()
     day = partition_day(context)
     cands = candidates(spec, fixed_query_set(spec, users, items, trend_spec.trend_contexts), ad_inventory, day)
-    try:
-        engagement = serving_pctr(cands, _serving_gat(world, mlflow, day).gat, spec, day)
-    except ValueError as err:
-        raise failure(err) from err
+    engagement, _ = _serving_pctr(world, mlflow, cands, day)
     served = run_funnel_and_holdout(cands, engagement.pctr, _models(relevance_model)["full"].predict(cands),
                                     funnel_spec)
     ours, theirs = (measure_funnel(frame, funnel_spec) for frame in served)
@@ -299,16 +291,8 @@ def relevance_experiments(context: dg.AssetExecutionContext, config: ExperimentC
     differences and how often the interval covers zero; and A/B tests on one fixed query set with
     their intervals: the category-match launch (legacy features -> full), the swap to a second
     model of equal calibration, a miscalibrated copy, and production against the holdout."""
-    from adrel_pipeline.contextual.engagement import serving_pctr
     from adrel_pipeline.contextual.funnel import candidates
-    from adrel_pipeline.contextual.measurement import (
-        Arm,
-        Traffic,
-        aa_test,
-        ab_test,
-        fixed_contexts,
-        overconfident,
-    )
+    from adrel_pipeline.contextual.measurement import Arm, Traffic, aa_test, ab_test, ab_tests, fixed_contexts
     from adrel_pipeline.evaluation.funnel_plots import aa_png
     from adrel_pipeline.evaluation.plots import markdown_image
     from adrel_pipeline.world.contexts import generate_contexts
@@ -322,25 +306,15 @@ def relevance_experiments(context: dg.AssetExecutionContext, config: ExperimentC
                                  f"{contexts.height} contexts (contexts_per_day)"))
     cands = candidates(spec, contexts, ad_inventory, day)
     models = _models(relevance_model)
-    try:
-        engagement = serving_pctr(cands, _serving_gat(world, mlflow, day).gat, spec, day)
-    except ValueError as err:
-        raise failure(err) from err
+    engagement, _ = _serving_pctr(world, mlflow, cands, day)
     traffic = Traffic.of(cands, engagement.base,
                          {name: models[name].predict(cands) for name in ("full", "no_category_match", "reseeded")})
     seed = (experiment.seed, _STREAM_EXPERIMENTS, day.toordinal())
-    production = Arm("full", funnel_spec)
-    aa = aa_test(traffic, production, experiment.experiment_contexts, experiment.aa_repeats, experiment.confidence,
+    aa = aa_test(traffic, Arm("full", funnel_spec), experiment.experiment_contexts, experiment.aa_repeats, experiment.confidence,
                  seed)
     fixed = fixed_contexts(traffic, experiment.experiment_contexts, (*seed, 2))
-    pairs = {  # (A, B): B / A - 1
-        "category_match_launch": (Arm("no_category_match", funnel_spec), production),
-        "swap_equal_calibration": (production, Arm("reseeded", funnel_spec)),
-        "swap_miscalibrated": (production, Arm("full", funnel_spec, overconfident)),
-        "production_vs_holdout": (Arm(None, funnel_spec), production),
-    }
     ab = {name: ab_test(traffic, a, b, fixed, experiment.confidence, (*seed, 3, i))
-          for i, (name, (a, b)) in enumerate(pairs.items())}
+          for i, (name, (a, b)) in enumerate(ab_tests(funnel_spec).items())}
     summary = {f"aa/{k}": v for k, v in aa.summary().items()}
     summary |= {f"aa/uncontrolled/first_{i}": d.relative for i, d in enumerate(aa.uncontrolled[:3])}
     flat = summary | {k: v for name, diffs in ab.items() for d in diffs.values() for k, v in d.as_dict(f"ab/{name}").items()}
