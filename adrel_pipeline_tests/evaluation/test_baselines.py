@@ -50,15 +50,15 @@ def test_pair_features_are_observed_degrees_interest_match_and_age():
 
 def test_the_regression_is_fitted_on_the_train_split_alone(split):
     pairs, labels = train_eval_pairs(split["train"], 0)
-    fitted = LogisticBaseline.fit(split["train"], pairs, labels, 0)
+    fitted = LogisticBaseline.fit(split["train"], pairs, labels)
     # Held-out edges leaking into the val/test graphs change nothing the regression learned from.
     leaky = dict(split)
     for name in ("val", "test"):
         g = split[name]
         pos = g[USER_AD].edge_label_index[:, g[USER_AD].edge_label.bool()]
         leaky[name] = with_message_passing(g, torch.cat([g[USER_AD].edge_index, pos], dim=1))
-    again = LogisticBaseline.fit(leaky["train"], pairs, labels, 0)
-    np.testing.assert_array_equal(fitted.model.coef_, again.model.coef_)
+    again = LogisticBaseline.fit(leaky["train"], pairs, labels)
+    np.testing.assert_array_equal(fitted.coef, again.coef)
     # Scores use the degrees of the graph they score on, like the model.
     clean, dirty = baseline_scores(split, pairs, labels, 0), baseline_scores(leaky, pairs, labels, 0)
     assert not np.array_equal(clean["logreg"], dirty["logreg"])
@@ -72,3 +72,22 @@ def test_the_regression_learns_the_worlds_signal(split):
     # regression (which also sees the match) beats popularity.
     assert auc(test_labels, scores["popularity"]) > 0.55
     assert auc(test_labels, scores["logreg"]) > auc(test_labels, scores["popularity"])
+
+
+def test_the_regression_is_scikit_learns_default_logistic_regression(split):
+    """The torch fit reaches scikit-learn's optimum (L2, C = 1, unpenalised intercept): the same
+    coefficients and the same ranking of the test pairs."""
+    from sklearn.linear_model import LogisticRegression
+
+    pairs, labels = train_eval_pairs(split["train"], 0)
+    ours = LogisticBaseline.fit(split["train"], pairs, labels)
+    reference = LogisticRegression(max_iter=10_000, tol=1e-10).fit(pair_features(split["train"], pairs),
+                                                                   labels.numpy().astype(int))
+    np.testing.assert_allclose(ours.coef, reference.coef_[0], atol=1e-4)
+    np.testing.assert_allclose(ours.intercept, reference.intercept_[0], atol=1e-4)
+    test = split["test"]
+    test_pairs = test[USER_AD].edge_label_index
+    np.testing.assert_allclose(ours.scores(test, test_pairs),
+                               reference.predict_proba(pair_features(test, test_pairs))[:, 1], atol=1e-5)
+    # A stronger penalty shrinks the coefficients: c is the inverse regularisation strength.
+    assert np.abs(LogisticBaseline.fit(split["train"], pairs, labels, c=1e-3).coef).sum() < np.abs(ours.coef).sum()
