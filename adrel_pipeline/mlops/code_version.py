@@ -28,9 +28,9 @@ SPLIT_MODULES = (*GRAPH_MODULES, "graph/split.py", "graph/spec.py")
 # + the model, its training loop and parameters; training selects the best epoch by the AUC of
 # evaluation/metrics.py.
 TRAINING_MODULES = (*SPLIT_MODULES, "relevance/model.py", "relevance/training.py", "relevance/spec.py",
-                    "evaluation/metrics.py", "determinism.py")
-# + the Bayes-optimal scorer and the metrics it is measured with.
-ORACLE_MODULES = (*SPLIT_MODULES, "world/oracle.py", "evaluation/metrics.py")
+                    "graph/sampling.py", "evaluation/metrics.py", "determinism.py")
+# + the Bayes-optimal scorer and the metrics it is measured with (and their sample's parameters).
+ORACLE_MODULES = (*SPLIT_MODULES, "world/oracle.py", "evaluation/metrics.py", "evaluation/spec.py")
 # The trained model, evaluated against the oracle, packaged as a pyfunc ranker: everything above.
 MODEL_MODULES = (*TRAINING_MODULES, *ORACLE_MODULES, "relevance/pyfunc_model.py", "relevance/ranking.py")
 

@@ -124,6 +124,10 @@ class AdRelevanceGAT(torch.nn.Module):
         user, ad = drop(self.conv1((x[AD], x[USER]), edges)), drop(self.ad1(x[AD]))
         return {USER: self.conv2((ad, user), edges), AD: self.ad2(ad)}
 
+    def ads(self, x_ad: Tensor) -> Tensor:
+        """The ads' embeddings alone: an ad reads only its own features (no message passing)."""
+        return self.ad2(F.dropout(F.elu(self.ad1(x_ad)), p=self.config.dropout, training=self.training))
+
 
 class AdRelevanceModel(torch.nn.Module):
     """Wide part + gated GAT dot product (see the module docstring)."""
@@ -141,9 +145,14 @@ class AdRelevanceModel(torch.nn.Module):
 
     def embed(self, data: HeteroData) -> dict[str, Tensor]:
         """Per node: its features with log-degree (``x``) and, when used, its GAT embedding (``z``)."""
-        x = with_log_degree({t: data[t].x for t in (USER, AD)}, data.edge_index_dict)
-        z = self.encoder(x, data.edge_index_dict) if self.use_encoder else None
-        return {"x": x, "z": z}
+        return self.encode(with_log_degree({t: data[t].x for t in (USER, AD)}, data.edge_index_dict),
+                           data.edge_index_dict)
+
+    def encode(self, x: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        """:meth:`embed` from features that already carry their log-degree: a sampled subgraph's rows
+        of the full graph's (:mod:`adrel_pipeline.graph.sampling`), as degrees counted in a sample
+        would have another scale. A user's embedding reads its ads one hop away, an ad's only itself."""
+        return {"x": x, "z": self.encoder(x, edge_index_dict) if self.use_encoder else None}
 
     def decode(self, e: dict, pairs: Tensor) -> Tensor:
         xu, xa = e["x"][USER][pairs[0]], e["x"][AD][pairs[1]]

@@ -22,7 +22,13 @@ class TrainSpec:
     out_channels: int = param(16, "Embedding size fed to the dot product.", integer=True, low=1)
     heads: int = param(2, "Attention heads in the first layer.", integer=True, low=1)
     dropout: float = param(0.0, "Dropout between the two layers.", low=0.0, high=1.0, high_open=True)
-    epochs: int = param(50, "Maximum epochs (full-batch steps).", integer=True, low=1)
+    epochs: int = param(50, "Maximum epochs (passes over the epoch's supervision pairs).", integer=True, low=1)
+    batch_size: int = param(
+        0, "Supervision pairs (positives and negatives) per Adam step, each step on a sampled subgraph "
+           "around its pairs; 0: one full-batch step per epoch on the whole graph.", integer=True, low=0)
+    fanout: int = param(
+        0, "Mini-batches: ads sampled per user (users attend over their ads, one hop; ads read only "
+           "themselves); 0: all of a user's ads.", integer=True, low=0)
     lr: float = param(0.01, "Adam learning rate.", low=0.0, high=1.0, low_open=True)
     weight_decay: float = param(0.0, "Adam weight decay.", low=0.0, high=1.0)
     patience: int = param(5, "Stop after this many epochs without a better val AUC.", integer=True, low=1)

@@ -1,4 +1,5 @@
-"""Full-batch training of the ad-relevance GAT with fresh negatives and early stopping."""
+"""Training of the ad-relevance GAT with fresh negatives and early stopping: full-batch, or by
+mini-batches over sampled subgraphs (:mod:`adrel_pipeline.graph.sampling`) when the graph is large."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from torch_geometric.data import HeteroData
 
 from adrel_pipeline.determinism import deterministic
 from adrel_pipeline.evaluation.metrics import auc
-from adrel_pipeline.graph.build import AD, USER, USER_AD
+from adrel_pipeline.graph.build import AD, AD_USER, USER, USER_AD
+from adrel_pipeline.graph.sampling import NeighbourSampler
 from adrel_pipeline.graph.split import sample_negatives, with_message_passing
-from adrel_pipeline.relevance.model import AdRelevanceModel, GATConfig, model_checkpoint
+from adrel_pipeline.relevance.model import AdRelevanceModel, GATConfig, model_checkpoint, with_log_degree
 from adrel_pipeline.relevance.spec import TrainSpec
 
 
@@ -41,11 +43,55 @@ class TrainResult:
 
 
 @torch.no_grad()
-def predict(model: AdRelevanceModel, data: HeteroData, pairs: torch.Tensor | None = None) -> torch.Tensor:
-    """Relevance probabilities for (user, ad) node-index pairs, by default ``data``'s label pairs."""
+def predict(model: AdRelevanceModel, data: HeteroData, pairs: torch.Tensor | None = None,
+            batch_size: int = 0) -> torch.Tensor:
+    """Relevance probabilities for (user, ad) node-index pairs, by default ``data``'s label pairs.
+    ``batch_size > 0`` embeds the users that many at a time (:func:`embed_in_batches`, exact): memory
+    bounded by a batch's neighbourhoods instead of the whole graph's edges."""
     model.eval()
+    pairs = data[USER_AD].edge_label_index if pairs is None else pairs
     with deterministic():
-        return torch.sigmoid(model(data, pairs))
+        if batch_size <= 0:
+            return torch.sigmoid(model(data, pairs))
+        embedded = embed_in_batches(model, data, batch_size)
+        return torch.cat([torch.sigmoid(model.decode(embedded, chunk)) for chunk in pairs.split(batch_size, dim=1)])
+
+
+def node_features(data: HeteroData) -> dict[str, torch.Tensor]:
+    """User and ad features with their log-degree in ``data``'s whole message-passing graph."""
+    return with_log_degree({t: data[t].x for t in (USER, AD)}, data.edge_index_dict)
+
+
+def ad_user_sampler(data: HeteroData) -> NeighbourSampler:
+    """Sampler of the model's one message-passing hop: a user's ads, along ``ad -rev_to-> user``."""
+    return NeighbourSampler({AD_USER: data[AD_USER].edge_index},
+                            {USER: data[USER].num_nodes, AD: data[AD].num_nodes})
+
+
+@torch.no_grad()
+def embed_in_batches(model: AdRelevanceModel, data: HeteroData, batch_size: int) -> dict:
+    """:meth:`AdRelevanceModel.embed` of every node, ``batch_size`` users at a time, each with all of
+    its ads (the model's receptive field is one hop), so equal to the full-graph embedding."""
+    x = node_features(data)
+    if not model.use_encoder:
+        return {"x": x, "z": None}
+    sampler = ad_user_sampler(data)
+    users = []
+    for chunk in torch.arange(data[USER].num_nodes).split(batch_size):
+        sub = sampler.sample({USER: chunk}, [-1])
+        users.append(model.encode(sub.gather(x), sub.edge_index)["z"][USER][:chunk.numel()])
+    return {"x": x, "z": {USER: torch.cat(users), AD: model.encoder.ads(x[AD])}}
+
+
+def batch_logits(model: AdRelevanceModel, x: dict[str, torch.Tensor], sampler: NeighbourSampler,
+                 pairs: torch.Tensor, fanout: int, generator: torch.Generator) -> torch.Tensor:
+    """Logits of ``pairs`` from the subgraph around them: their users with ``fanout`` sampled ads each
+    (0: all), their ads alone. ``x`` carries full-graph log-degrees, never the sample's."""
+    users, user_row = torch.unique(pairs[0], return_inverse=True)
+    ads, ad_row = torch.unique(pairs[1], return_inverse=True)
+    sub = sampler.sample({USER: users, AD: ads}, [fanout if fanout > 0 else -1], generator)
+    # The sampler puts each type's seeds first, in order: a pair's local rows are its unique() rows.
+    return model.decode(model.encode(sub.gather(x), sub.edge_index), torch.stack([user_row, ad_row]))
 
 
 def train_eval_pairs(train: HeteroData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +136,13 @@ def train_gat(
     an exponential moving average of the weights (``ema_decay``), early-stopping on validation
     AUC. The best validation epoch is kept, epoch 0 included: the GAT enters the model only as
     far as it helps on held-out links.
+
+    An epoch is one full-batch step (``batch_size=0``), or Adam steps over batches of
+    ``batch_size`` supervision pairs, each on the subgraph sampled around its pairs: the model's
+    receptive field is one hop (a user's ads; an ad reads only itself), so its users get
+    ``fanout`` ads each (``[fanout]`` as the sampler's fan-out list), and every node keeps its
+    log-degree in the epoch's whole message-passing graph. Validation is then scored in batches of
+    users with all their ads, which equals the full graph's scores.
     """
     start = time.perf_counter()
     train, val = split["train"], split["val"]
@@ -130,17 +183,23 @@ def train_gat(
             pos = pool[:, perm[:num_sup]]
             graph = with_message_passing(train, pool[:, perm[num_sup:]])
             neg = sample_negatives(num_users, num_ads, num_sup, pool, generator)
+            pairs = torch.cat([pos, neg], dim=1)
 
             model.train()
-            optimizer.zero_grad()
-            logits = model(graph, torch.cat([pos, neg], dim=1))
-            loss = F.binary_cross_entropy_with_logits(logits, target)
-            loss.backward()
-            optimizer.step()
-            averaged.update_parameters(model)
+            if spec.batch_size == 0:
+                optimizer.zero_grad()
+                logits = model(graph, pairs)
+                loss = F.binary_cross_entropy_with_logits(logits, target)
+                loss.backward()
+                optimizer.step()
+                averaged.update_parameters(model)
+                epoch_logits, epoch_target, epoch_loss = logits.detach(), target, loss.item()
+            else:
+                epoch_logits, epoch_target, epoch_loss = train_mini_batches(
+                    model, optimizer, averaged, graph, pairs, target, spec, generator)
 
-            val_auc = auc(val_label, predict(averaged.module, val))
-            record({"epoch": epoch, "train_loss": loss.item(), "train_auc": auc(target, logits.detach()),
+            val_auc = auc(val_label, predict(averaged.module, val, batch_size=spec.batch_size))
+            record({"epoch": epoch, "train_loss": epoch_loss, "train_auc": auc(epoch_target, epoch_logits),
                     "val_auc": val_auc})
             if val_auc > best[0]:
                 best = (val_auc, epoch, model_checkpoint(averaged.module))
@@ -150,3 +209,27 @@ def train_gat(
     return TrainResult(checkpoint=best[2], history=history, best_epoch=best[1], best_val_auc=best[0],
                        epochs_run=len(history["epoch"]) - 1, seconds=time.perf_counter() - start,
                        spec=spec.as_dict())
+
+
+def train_mini_batches(model: AdRelevanceModel, optimizer: torch.optim.Optimizer, averaged: AveragedModel,
+                       graph: HeteroData, pairs: torch.Tensor, target: torch.Tensor, spec: TrainSpec,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One epoch of Adam steps over shuffled batches of ``spec.batch_size`` supervision pairs, each on
+    the subgraph sampled around its pairs (:func:`batch_logits`) from the epoch's message-passing
+    ``graph``. The degrees and the sampler's CSR are the whole graph's, computed once per epoch.
+    Returns the epoch's logits and targets (in the order trained) and its mean loss."""
+    x = node_features(graph)
+    sampler = ad_user_sampler(graph)
+    order = torch.randperm(pairs.shape[1], generator=generator)
+    logits, targets, total = [], [], 0.0
+    for batch in order.split(spec.batch_size):
+        optimizer.zero_grad()
+        out = batch_logits(model, x, sampler, pairs[:, batch], spec.fanout, generator)
+        loss = F.binary_cross_entropy_with_logits(out, target[batch])
+        loss.backward()
+        optimizer.step()
+        averaged.update_parameters(model)
+        logits.append(out.detach())
+        targets.append(target[batch])
+        total += loss.item() * batch.numel()
+    return torch.cat(logits), torch.cat(targets), total / pairs.shape[1]
