@@ -23,7 +23,7 @@ export ADREL_EMBEDDING_DAY ?= $(RUN_DAY)
 ADVERTISER_RANGE = $(shell $(PY) -c 'from adrel_pipeline.world import deployment_world; \
 	from adrel_pipeline.world.advertisers import advertiser_range; print(advertiser_range(deployment_world()))')
 
-.PHONY: install check run test test-fast ui mlflow-ui bench clean
+.PHONY: install check run test test-fast ui mlflow-ui deploy-up deploy-down deploy-status bench clean
 
 # torch first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 $(VENV)/.installed: pyproject.toml
@@ -79,6 +79,19 @@ mlflow-ui: install
 	mkdir -p $(STATE)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI) --default-artifact-root $(STATE)/mlartifacts \
 		--host 127.0.0.1 --port 5000
+
+## The real deployment on 127.0.0.1 (README "Deployment"): Dagster on PostgreSQL with its daemon and
+## webserver (http://127.0.0.1:3001), steps on two Celery workers (RabbitMQ), an MLflow server on
+## PostgreSQL (http://127.0.0.1:5001). Settings: config/deployment/; state and logs: $(STATE)/deploy.
+deploy-up: install
+	$(PY) scripts/deploy.py up --state-dir $(STATE)/deploy
+
+## Stops every process of the deployment (its databases, vhost and files stay).
+deploy-down:
+	$(PY) scripts/deploy.py down --state-dir $(STATE)/deploy
+
+deploy-status:
+	$(PY) scripts/deploy.py status --state-dir $(STATE)/deploy
 
 ## Per-asset wall time and peak memory of the default world (median of 3 runs).
 bench: install
