@@ -10,8 +10,10 @@ import polars as pl
 import torch
 from torch_geometric.data import HeteroData
 
+from adrel_pipeline.evaluation.spec import RankingSpec
 from adrel_pipeline.graph.build import AD, USER, USER_AD
 from adrel_pipeline.world import WorldSpec, interaction_probability
+from adrel_pipeline.world.oracle import OracleRows
 
 
 def auc(labels: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarray) -> float:
@@ -103,64 +105,159 @@ def roc_curve(labels: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarr
 RANKING_KS: tuple[int, ...] = (10, 100)
 
 
-def ranking_metrics(
-    data: HeteroData,
-    score_matrix: Callable[[torch.Tensor], torch.Tensor],
-    ks: tuple[int, ...] = RANKING_KS,
-    batch_size: int = 1024,
-) -> dict[str, float]:
-    """How high each held-out positive ad ranks among *all* ads for its user.
-
-    For every positive (user, ad) label pair of ``data``, the candidates are every ad the user
-    has no known interaction with: ads in ``data``'s message-passing edges and the user's other
-    positives are filtered out, as in the filtered link-prediction protocol. ``score_matrix``
-    maps a batch of user node indices to a ``(batch, num_ads)`` score matrix.
-
-    Ties are broken uniformly at random *in expectation*, so a scorer with tied scores (the
-    oracle ranks a user's ads only by category) gets its exact expected ``hits@k`` and MRR
-    rather than an arbitrary tie order.
-    """
+def _positives(data: HeteroData) -> torch.Tensor:
     store = data[USER_AD]
     positives = store.edge_label_index[:, store.edge_label.bool()]
     if positives.shape[1] == 0:
         raise ValueError("ranking metrics need at least one positive label pair")
+    return positives
+
+
+@dataclass(frozen=True)
+class RankingSample:
+    """The positive test pairs the ranking metrics rank: all of them, or a uniform sample without
+    replacement. Both scorers compared (a model and the oracle) rank the same sample."""
+
+    index: torch.Tensor  # sorted columns of the positive label pairs
+    population: int  # how many positive label pairs there are
+
+    @property
+    def exact(self) -> bool:
+        return self.index.numel() == self.population
+
+
+def ranking_sample(data: HeteroData, spec: RankingSpec | None = None) -> RankingSample:
+    """Every positive when their users x all ads fit in ``spec.exact_cells`` score-matrix cells;
+    otherwise ``exact_cells // ads`` of them (at least 2, for a standard error), uniformly without
+    replacement, seeded by ``spec.seed``.
+
+    Why sample positives rather than candidate ads: each sampled positive is still ranked exactly
+    against the whole catalogue, so its hits@k and reciprocal rank are the exact per-positive values
+    and their sample mean is an exactly unbiased estimate of the mean over all positives, with the
+    usual standard error. Sampling *candidates* instead (rank ~ 1 + N/m x #higher among m sampled
+    ads) is unbiased for the rank, but hits@k and MRR are nonlinear in it: the estimate is biased, and
+    from m < N - 1 sampled candidates no estimator of 1[rank <= k] is unbiased for every possible
+    rank (Krichene & Rendle 2020's corrections reduce that bias, they do not remove it).
+    """
+    spec = spec or RankingSpec()
+    positives = _positives(data)
+    total = positives.shape[1]
     num_ads = data[AD].num_nodes
+    if torch.unique(positives[0]).numel() * num_ads <= spec.exact_cells:
+        return RankingSample(torch.arange(total), total)
+    n = min(total, max(2, spec.exact_cells // num_ads))
+    generator = torch.Generator().manual_seed(spec.seed)
+    return RankingSample(torch.randperm(total, generator=generator)[:n].sort().values, total)
+
+
+def positive_ranks(
+    data: HeteroData,
+    score_matrix: Callable[[torch.Tensor], torch.Tensor],
+    sample: RankingSample | None = None,
+    batch_cells: int | None = None,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each positive (user, ad) label pair of ``sample`` (default: all), in the sample's order:
+    how many candidate ads score strictly higher, and how many tie with it.
+
+    The candidates are every ad the user has no known interaction with: ads in ``data``'s
+    message-passing edges and the user's other positives are filtered out, as in the filtered
+    link-prediction protocol. ``score_matrix`` maps a batch of user node indices (ascending) to a
+    fresh ``(batch, num_ads)`` score matrix (it is written to); batches hold at most
+    ``batch_cells`` cells (``batch_size`` users, when given).
+    """
+    positives = _positives(data)
+    sample = sample or RankingSample(torch.arange(positives.shape[1]), positives.shape[1])
+    num_ads = data[AD].num_nodes
+    ranked = positives[:, sample.index]
+    by_user = torch.argsort(ranked[0], stable=True)
+    pos_user, pos_ad = ranked[0, by_user], ranked[1, by_user]
+    users, counts = torch.unique_consecutive(pos_user, return_counts=True)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]).tolist()
+    # Known ads sorted by user once: a batch's are then one contiguous slice, not a scan of them all.
+    store = data[USER_AD]
     known = torch.cat([store.edge_index, positives], dim=1)
-    users = torch.unique(positives[0])
-    hits = {k: 0.0 for k in ks}
-    reciprocal_rank = 0.0
-    for start in range(0, users.numel(), batch_size):
-        batch = users[start:start + batch_size]
-        row_of = torch.full((data[USER].num_nodes,), -1, dtype=torch.long)
-        row_of[batch] = torch.arange(batch.numel())
-        scores = score_matrix(batch).double()
+    known_order = torch.argsort(known[0], stable=True)
+    known_user, known_ad = known[0, known_order], known[1, known_order]
 
-        pos = positives[:, row_of[positives[0]] >= 0]
-        pos_rows = row_of[pos[0]]
-        pos_scores = scores[pos_rows, pos[1]]
-        seen = known[:, row_of[known[0]] >= 0]
-        scores[row_of[seen[0]], seen[1]] = float("-inf")
+    rows = batch_size or max(1, (batch_cells or RankingSpec().batch_cells) // max(num_ads, 1))
+    higher = torch.empty(len(pos_user), dtype=torch.float64)
+    tied = torch.empty(len(pos_user), dtype=torch.float64)
+    for start in range(0, users.numel(), rows):
+        batch = users[start:start + rows]
+        lo, hi = offsets[start], offsets[start + batch.numel()]
+        row = torch.searchsorted(batch, pos_user[lo:hi])
+        scores = torch.as_tensor(score_matrix(batch))
+        if not scores.is_floating_point():
+            scores = scores.double()
+        pos_scores = scores[row, pos_ad[lo:hi]]
+        k_lo = int(torch.searchsorted(known_user, batch[:1]))
+        k_hi = int(torch.searchsorted(known_user, batch[-1:], right=True))
+        k_user, k_ad = known_user[k_lo:k_hi], known_ad[k_lo:k_hi]
+        k_row = torch.searchsorted(batch, k_user).clamp(max=batch.numel() - 1)
+        mine = batch[k_row] == k_user  # users in the slice's range without a sampled positive are not in the batch
+        scores[k_row[mine], k_ad[mine]] = float("-inf")
+        # One positive per user (the usual case): compare the batch as it is, without a gathered
+        # copy. Counted in numpy: its comparison and count run ~10x faster than torch's here.
+        candidates = scores.numpy() if row.numel() == batch.numel() else scores[row].numpy()
+        threshold = pos_scores.numpy()[:, None]
+        higher[lo:hi] = torch.from_numpy(np.count_nonzero(candidates > threshold, axis=1))
+        tied[lo:hi] = torch.from_numpy(np.count_nonzero(candidates == threshold, axis=1))
+    back = torch.empty_like(by_user)
+    back[by_user] = torch.arange(by_user.numel())
+    return higher[back], tied[back]
 
-        # higher: candidates strictly ahead; tied: candidates with the same score.
-        higher = (scores[pos_rows] > pos_scores[:, None]).sum(dim=1).double()
-        tied = (scores[pos_rows] == pos_scores[:, None]).sum(dim=1).double()
-        # Uniform over the tie group, the positive's rank is h+1 ... h+t+1.
-        for k in ks:
-            hits[k] += ((k - higher) / (tied + 1)).clamp(0, 1).sum().item()
-        harmonic = torch.special.digamma(higher + tied + 2) - torch.special.digamma(higher + 1)
-        reciprocal_rank += (harmonic / (tied + 1)).sum().item()
-    n = positives.shape[1]
-    out = {f"hits_at_{k}": hits[k] / n for k in ks}
-    out["mrr"] = reciprocal_rank / n
+
+def per_positive_metrics(higher: torch.Tensor, tied: torch.Tensor,
+                         ks: tuple[int, ...] = RANKING_KS) -> dict[str, torch.Tensor]:
+    """Each positive's expected hits@k and reciprocal rank, ties broken uniformly at random *in
+    expectation*: a scorer with tied scores (the oracle ranks a user's ads only by category) gets
+    its exact expected values rather than an arbitrary tie order's."""
+    # Uniform over the tie group, the positive's rank is h+1 ... h+t+1.
+    out = {f"hits_at_{k}": ((k - higher) / (tied + 1)).clamp(0, 1) for k in ks}
+    out["mrr"] = (torch.special.digamma(higher + tied + 2) - torch.special.digamma(higher + 1)) / (tied + 1)
+    return out
+
+
+def ranking_metrics(
+    data: HeteroData,
+    score_matrix: Callable[[torch.Tensor], torch.Tensor],
+    ks: tuple[int, ...] = RANKING_KS,
+    batch_size: int | None = None,
+    sample: RankingSample | None = None,
+    batch_cells: int | None = None,
+) -> dict[str, float]:
+    """How high each held-out positive ad ranks among *all* ads for its user: mean hits@k and MRR
+    over the positives of ``sample`` (default: every positive), each with its standard error.
+
+    Exact when the sample is every positive (standard errors 0). Otherwise the sample mean of the
+    exact per-positive values (see :func:`ranking_sample`: unbiased for the mean over all
+    positives), with standard error ``sd / sqrt(n) * sqrt(1 - n / N)`` (sample sd, n of N positives
+    drawn without replacement). Ranks are those of :func:`positive_ranks`, values those of
+    :func:`per_positive_metrics`. Also returned: ``ranked_positives`` (n), ``positives`` (N),
+    ``exact`` (1.0 or 0.0) and ``candidate_ads``.
+    """
+    higher, tied = positive_ranks(data, score_matrix, sample, batch_cells, batch_size)
+    n = higher.numel()
+    total = sample.population if sample is not None else n
+    out: dict[str, float] = {}
+    for name, values in per_positive_metrics(higher, tied, ks).items():
+        out[name] = values.mean().item()
+        out[f"{name}_se"] = 0.0 if n == total else (
+            values.var(correction=1).item() / n * (1 - n / total)) ** 0.5 if n > 1 else float("nan")
     out["ranked_positives"] = float(n)
-    out["candidate_ads"] = float(num_ads)
+    out["positives"] = float(total)
+    out["exact"] = float(n == total)
+    out["candidate_ads"] = float(data[AD].num_nodes)
     return out
 
 
 def oracle_score_matrix(spec: WorldSpec, users: pl.DataFrame, items: pl.DataFrame,
                         data: HeteroData) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Score matrix of the generator's true interaction probabilities."""
-    ad_ids = data[AD].node_id.numpy()
+    """Score matrix of the generator's true per-draw interaction probabilities: a monotone function
+    of the window's probabilities (:func:`~adrel_pipeline.world.oracle.window_probability` of them),
+    so it ranks every user's ads as they do, without a log and an exp per cell. What depends only on
+    the ads or the users' table is computed once (:class:`~adrel_pipeline.world.oracle.OracleRows`)."""
+    rows = OracleRows(spec, users, items, data[AD].node_id.numpy())
     user_ids = data[USER].node_id.numpy()
-    return lambda user_index: torch.from_numpy(
-        interaction_probability(spec, users, items, user_ids[user_index.numpy()], ad_ids, outer=True))
+    return lambda user_index: torch.from_numpy(rows.per_draw(user_ids[user_index.numpy()]))

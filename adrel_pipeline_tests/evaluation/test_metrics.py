@@ -6,10 +6,20 @@ import torch
 from sklearn.metrics import roc_curve as sk_roc_curve
 from torch_geometric.data import HeteroData
 
-from adrel_pipeline.evaluation.metrics import auc, oracle_score_matrix, ranking_metrics, roc_curve
+from adrel_pipeline.evaluation.metrics import (
+    RankingSample,
+    auc,
+    oracle_score_matrix,
+    positive_ranks,
+    ranking_metrics,
+    ranking_sample,
+    roc_curve,
+)
 from adrel_pipeline.evaluation.plots import learning_curves_png, markdown_image, roc_png
+from adrel_pipeline.evaluation.spec import RankingConfigError, RankingSpec
 from adrel_pipeline.graph.build import AD, USER, USER_AD
 from adrel_pipeline.world import interaction_probability
+from adrel_pipeline.world.oracle import window_probability
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -67,14 +77,121 @@ def test_roc_curve_matches_sklearn_and_its_area_is_the_auc():
     assert np.trapezoid(tpr, fpr) == pytest.approx(auc(y, s), abs=1e-12)
 
 
-def test_oracle_score_matrix_equals_pairwise_probabilities(spec, world, split):
+def test_oracle_score_matrix_ranks_as_the_pairwise_probabilities(spec, world, split):
     users, items, _ = world
     test = split["test"]
     user_index = torch.tensor([0, 5, 17])
     matrix = oracle_score_matrix(spec, users, items, test)(user_index).numpy()
     uu, aa = np.meshgrid(test[USER].node_id[user_index].numpy(), test[AD].node_id.numpy(), indexing="ij")
-    np.testing.assert_array_equal(matrix, interaction_probability(spec, users, items, uu.ravel(), aa.ravel())
-                                  .reshape(uu.shape))
+    # Per-draw probabilities: the window's probabilities through a monotone map, bit for bit.
+    np.testing.assert_array_equal(window_probability(spec, matrix),
+                                  interaction_probability(spec, users, items, uu.ravel(), aa.ravel()).reshape(uu.shape))
+
+
+def _positives(data):
+    return int(data[USER_AD].edge_label.sum())
+
+
+def _random_scores(data, seed=0):
+    # Coarse random scores: many ties, so the tie handling is under test too.
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 50, (data[USER].num_nodes, data[AD].num_nodes), generator=g).double()
+    return lambda users: scores[users].clone()
+
+
+def test_ranking_sample_is_every_positive_when_the_budget_covers_them(split):
+    test = split["test"]
+    users_with_positives = torch.unique(test[USER_AD].edge_label_index[0, test[USER_AD].edge_label.bool()]).numel()
+    exact_cells = users_with_positives * test[AD].num_nodes
+    covered = ranking_sample(test, RankingSpec(exact_cells=exact_cells))
+    assert covered.exact and torch.equal(covered.index, torch.arange(_positives(test)))
+    below = ranking_sample(test, RankingSpec(exact_cells=exact_cells - 1))
+    assert not below.exact and below.index.numel() == (exact_cells - 1) // test[AD].num_nodes
+
+    scorer = _random_scores(test)
+    exact = ranking_metrics(test, scorer)
+    estimate = ranking_metrics(test, scorer, sample=covered, batch_size=5)
+    assert estimate == pytest.approx(exact, abs=1e-12)
+    assert estimate["exact"] == 1.0 and estimate["ranked_positives"] == estimate["positives"] == _positives(test)
+    assert estimate["mrr_se"] == estimate["hits_at_10_se"] == estimate["hits_at_100_se"] == 0.0
+
+
+def test_ranking_sample_is_seeded_uniform_and_without_replacement(split):
+    test = split["test"]
+    spec = RankingSpec(exact_cells=40 * test[AD].num_nodes, seed=3)
+    a, b = ranking_sample(test, spec), ranking_sample(test, spec)
+    assert torch.equal(a.index, b.index) and a.index.numel() == 40 and a.population == _positives(test)
+    assert torch.equal(a.index, torch.unique(a.index)) and 0 <= a.index.min() and a.index.max() < a.population
+    assert not torch.equal(a.index, ranking_sample(test, RankingSpec(exact_cells=spec.exact_cells, seed=4)).index)
+    # Uniform: over many seeds every positive is drawn about as often (40 of N each time).
+    counts = torch.zeros(a.population)
+    seeds = 300
+    for seed in range(seeds):
+        counts[ranking_sample(test, RankingSpec(exact_cells=spec.exact_cells, seed=seed)).index] += 1
+    expected = seeds * 40 / a.population
+    assert counts.mean() == pytest.approx(expected)
+    assert (counts - expected).abs().max() < 6 * expected ** 0.5
+
+
+def test_sampled_ranking_metrics_are_unbiased_and_their_standard_error_is_the_spread(spec, world, split):
+    """(b) the mean of the estimates over many seeds is the exact value, (c) the reported standard
+    error matches the estimates' spread across seeds (finite-population correction included: half
+    the positives are drawn)."""
+    users, items, _ = world
+    test = split["test"]
+    oracle = oracle_score_matrix(spec, users, items, test)
+    exact = ranking_metrics(test, oracle)
+    n = _positives(test) // 2
+    keys = ("mrr", "hits_at_10", "hits_at_100")
+    estimates, errors = {k: [] for k in keys}, {k: [] for k in keys}
+    seeds = 300
+    for seed in range(seeds):
+        sample = ranking_sample(test, RankingSpec(exact_cells=n * test[AD].num_nodes, seed=seed))
+        assert sample.index.numel() == n
+        m = ranking_metrics(test, oracle, sample=sample)
+        assert m["exact"] == 0.0 and m["ranked_positives"] == n
+        for k in keys:
+            estimates[k].append(m[k])
+            errors[k].append(m[f"{k}_se"])
+    for k in keys:
+        values = np.array(estimates[k])
+        spread = values.std(ddof=1)
+        assert spread > 0
+        # Within 4 standard errors of the mean over seeds.
+        assert abs(values.mean() - exact[k]) < 4 * spread / seeds ** 0.5, k
+        # The reported SE (root mean square over seeds) is the spread, to ~10% (300 seeds).
+        assert np.sqrt(np.mean(np.square(errors[k]))) == pytest.approx(spread, rel=0.12), k
+
+
+def test_sampled_ranking_is_the_same_in_any_batches(split):
+    test = split["test"]
+    scorer = _random_scores(test, seed=1)
+    sample = ranking_sample(test, RankingSpec(exact_cells=60 * test[AD].num_nodes, seed=7))
+    one = ranking_metrics(test, scorer, sample=sample)
+    assert one == pytest.approx(ranking_metrics(test, scorer, sample=sample, batch_size=1))
+    assert one == pytest.approx(ranking_metrics(test, scorer, sample=sample, batch_cells=3 * test[AD].num_nodes))
+    # The sampled positives' ranks are those of a full ranking, picked out.
+    higher_all, tied_all = positive_ranks(test, scorer)
+    higher, tied = positive_ranks(test, scorer, sample, batch_size=4)
+    assert torch.equal(higher, higher_all[sample.index]) and torch.equal(tied, tied_all[sample.index])
+
+
+def test_ranking_filters_only_the_users_own_known_ads():
+    # Users 0 and 2 have sampled positives; user 1 (between them, in the same batch range) has a
+    # known edge to ad 3 that must not filter ad 3 for the others.
+    data = toy(num_users=3, num_ads=5, known=((1, 3), (0, 0)), positives=((0, 1), (1, 2), (2, 4)))
+    scores = torch.zeros(3, 5)
+    scores[:, 3] = 5.0  # everyone's best ad; known only to user 1
+    sample = RankingSample(torch.tensor([0, 2]), 3)
+    higher, tied = positive_ranks(data, lambda users: scores[users].clone(), sample)
+    # User 0: ad 3 ahead; ads 2, 4 tie (ad 0 is known). User 2: ad 3 ahead; ads 0, 1, 2 tie.
+    assert higher.tolist() == [1.0, 1.0] and tied.tolist() == [2.0, 3.0]
+
+
+@pytest.mark.parametrize("field, value", [("exact_cells", 0), ("batch_cells", 0), ("seed", -1)])
+def test_invalid_ranking_config_names_field(field, value):
+    with pytest.raises(RankingConfigError, match=f"{field}={value!r} is out of range"):
+        RankingSpec(**{field: value})
 
 
 def test_plots_are_png_and_embed_as_markdown():

@@ -15,6 +15,7 @@ from adrel_pipeline.defs.shared.params import config_for
 from adrel_pipeline.defs.shared.partitions import daily, next_day_mapping, window_days
 from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
 from adrel_pipeline.evaluation import rules
+from adrel_pipeline.evaluation.spec import RankingSpec
 from adrel_pipeline.mlops import packaging, registry, store
 from adrel_pipeline.mlops.code_version import CODE_VERSION, asset_code_version
 from adrel_pipeline.relevance.spec import ModelCheckSpec, TrainSpec
@@ -115,23 +116,56 @@ def trained_gat(context: dg.AssetExecutionContext, config: TrainGATConfig, world
     })
 
 
+RankingConfig = config_for(RankingSpec, "RankingConfig")
+
+
+def ranking_metadata(ranking: dict, prefix: str = "") -> dict[str, float]:
+    """The ranking metrics under ``prefix``, each with its standard error (``_se``; 0 when exact)."""
+    return {f"{prefix}{k}{se}": ranking[f"{k}{se}"] for k in RANKING_KEYS for se in ("", "_se")}
+
+
+def ranking_coverage(ranking: dict) -> dict[str, float]:
+    """Whether the ranking metrics are exact (every positive ranked) or a sampled estimate, and of how many."""
+    return {"ranking_exact": ranking["exact"], "ranked_positives": ranking["ranked_positives"],
+            "ranking_positives": ranking["positives"]}
+
+
 @dg.asset(group_name=GROUP, partitions_def=daily, code_version=asset_code_version("oracle_metrics"))
-def oracle_metrics(world: WorldResource, users: pl.DataFrame, items: pl.DataFrame, link_split: dict) -> dg.Output[dict]:
+def oracle_metrics(config: RankingConfig, world: WorldResource, users: pl.DataFrame, items: pl.DataFrame,
+                   link_split: dict) -> dg.Output[dict]:
     """The Bayes-optimal scorer (the generator's true probabilities) on the test split: the
-    ceiling no honest model exceeds. AUC, full-catalogue ranking metrics, and its test scores."""
+    ceiling no honest model exceeds. AUC, full-catalogue ranking metrics, and its test scores.
+
+    The ranking metrics are exact when the test positives' users x ads fit in ``exact_cells``;
+    otherwise an unbiased estimate from a uniform sample of positives, with standard errors
+    (:func:`adrel_pipeline.evaluation.metrics.ranking_sample`). The sample is part of the value:
+    ``test_auc`` ranks the model on the same positives.
+    """
     import torch
 
-    from adrel_pipeline.evaluation.metrics import auc, oracle_auc, oracle_score_matrix, oracle_scores, ranking_metrics
+    from adrel_pipeline.evaluation.metrics import (
+        auc,
+        oracle_auc,
+        oracle_score_matrix,
+        oracle_scores,
+        ranking_metrics,
+        ranking_sample,
+    )
     from adrel_pipeline.graph.build import USER_AD
 
     spec = world.spec()
+    ranking_spec = config.spec(seed=world.seed)
     test = link_split["test"]
     scores = torch.from_numpy(oracle_scores(spec, users, items, test))
-    ranking = ranking_metrics(test, oracle_score_matrix(spec, users, items, test))
+    sample = ranking_sample(test, ranking_spec)
+    ranking = ranking_metrics(test, oracle_score_matrix(spec, users, items, test), sample=sample,
+                              batch_cells=ranking_spec.batch_cells)
     value = {"auc": auc(test[USER_AD].edge_label, scores),
              "val_auc": oracle_auc(spec, users, items, link_split["val"]),
-             **{k: ranking[k] for k in RANKING_KEYS}}
-    return dg.Output({**value, "test_scores": scores}, metadata={**value, "ranked_positives": ranking["ranked_positives"]})
+             **ranking_metadata(ranking), **ranking_coverage(ranking)}
+    return dg.Output({**value, "test_scores": scores, "ranking_sample": sample.index,
+                      "ranking_spec": ranking_spec.as_dict()},
+                     metadata={**value, "ranking_spec": dg.MetadataValue.json(ranking_spec.as_dict())})
 
 
 def _champion_comparison(test, scores):
@@ -219,7 +253,7 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
 
     from adrel_pipeline.determinism import deterministic
     from adrel_pipeline.evaluation.baselines import baseline_scores
-    from adrel_pipeline.evaluation.metrics import auc, paired_auc, ranking_metrics, roc_curve
+    from adrel_pipeline.evaluation.metrics import RankingSample, auc, paired_auc, ranking_metrics, roc_curve
     from adrel_pipeline.evaluation.plots import markdown_image, roc_png
     from adrel_pipeline.graph.build import USER_AD
     from adrel_pipeline.relevance.model import load_model
@@ -240,11 +274,18 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
         "test_auc_minus_oracle_se": versus_oracle.se_difference,
     }
     metrics["auc_to_oracle"] = metrics["test_auc"] / metrics["oracle_auc"]
+    if "ranking_sample" not in oracle_metrics:
+        raise dg.Failure("oracle_metrics was stored by older code, without the ranking sample the model "
+                         "must be ranked on: rematerialize oracle_metrics (and test_auc)", allow_retries=False)
+    # The oracle's positives, so the two are ranked on the same pairs.
+    sample = RankingSample(oracle_metrics["ranking_sample"], int(oracle_metrics["ranking_positives"]))
     with torch.no_grad(), deterministic():
         embedded = model.embed(test)
-        ranking = ranking_metrics(test, lambda users: model.score_matrix(embedded, users))
-    metrics |= {f"test_{k}": ranking[k] for k in RANKING_KEYS}
-    metrics |= {f"oracle_{k}": oracle_metrics[k] for k in RANKING_KEYS}
+        ranking = ranking_metrics(test, lambda users: model.score_matrix(embedded, users), sample=sample,
+                                  batch_cells=oracle_metrics["ranking_spec"]["batch_cells"])
+    metrics |= ranking_metadata(ranking, "test_")
+    metrics |= ranking_metadata(oracle_metrics, "oracle_")
+    metrics |= ranking_coverage(ranking)
     if next_day is not None:
         metrics |= _next_day_metrics(model, link_split, next_day, world, users, items)
     baselines = baseline_scores(link_split, pairs, train_labels, world.seed)
