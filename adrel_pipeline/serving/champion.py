@@ -1,4 +1,5 @@
-"""Serve the registered champion from Python: ``rank_ads(user_id, candidate_ad_ids)``.
+"""Serve the registered champion from Python: ``rank_ads(user_id, candidate_ad_ids)``, or every ad
+for a batch of users (``load_champion().top_ads(user_ids, k)``).
 
 Serving reads ``models:/adrel-gat@champion`` from the MLflow registry, never the last training
 that happened to run: a worse model trained later stays a challenger and serves nothing.
@@ -35,6 +36,13 @@ class RegisteredRanker:
             return []
         probs = self.score([user_id] * len(candidates), candidates)
         return sorted(zip(candidates, (float(p) for p in probs)), key=lambda p: (-p[1], p[0]))
+
+    def top_ads(self, user_ids: Sequence[int], k: int | None = None):
+        """Each user's ``k`` most relevant ads (default: all) and their probabilities, most relevant
+        first, ties by ad id: ``(ad_ids, probabilities)``, ``(len(user_ids), k)`` tensors. Vectorised
+        over the whole catalogue (:meth:`~adrel_pipeline.relevance.ranking.AdRanker.top_ads`), not
+        through the row-by-row pyfunc interface."""
+        return self.pyfunc.unwrap_python_model().ranker.top_ads(user_ids, k)
 
 
 def load_champion(tracking_uri: str | None = None, name: str = registry.DEFAULT_MODEL_NAME,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -128,6 +129,14 @@ def test_registered_champion_reproduces_the_pipelines_test_auc(store):
     assert all(p == pytest.approx(by_ad[a]) for a, p in ranked)
     with pytest.raises(Exception, match="not in the trained graph"):
         champion.score([user_ids[0]], [10**9])
+
+    # The vectorised ranking of every ad: the same probabilities as the pyfunc's, best first.
+    top, top_probs = champion.top_ads(user_ids[:2], k=5)
+    assert top.shape == top_probs.shape == (2, 5)
+    for row, user in enumerate(user_ids[:2]):
+        pyfunc = champion.score([user] * 5, top[row].tolist())
+        np.testing.assert_allclose(top_probs[row].numpy(), pyfunc, rtol=1e-5)
+        assert (top_probs[row][:-1] >= top_probs[row][1:]).all()
 
 
 @pytest.mark.slow
