@@ -2,6 +2,7 @@
 
     python benchmarks/asset_timings.py [--repeats 3] [--num-users N --num-items N --num-interactions N
                                         --num-advertisers N --seed N --ad-fraction F --epochs N]
+                                       [--relevance-only]
 
 Each repeat does what ``make run`` does, in a fresh DAGSTER_HOME, in its order, each process under
 ``/usr/bin/time -v``:
@@ -32,6 +33,10 @@ RSS; the relevance total (1 + 2 + 6), the audience total (3 + 4; what the audien
 ``ad_inventory`` step inside 1), and the whole. Then the last
 run's AUCs and overall audience metrics.
 
+``--relevance-only``: only the relevance pipeline (``users``, ``items`` and ``interaction_edges`` in the
+backfill, without ``advertisers`` and ``ad_inventory``; the model; ``report --partition``), for worlds
+where the audience and contextual groups are not what is measured.
+
 All repeats record to one sqlite MLflow store, created before the first timed run: a scheduled
 retrain finds its store in place, so creating the schema (a one-off) is timed separately.
 """
@@ -46,7 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
-STEP = re.compile(r'STEP_SUCCESS - Finished execution of step "(\w+)" in ([\d.]+)(ms|s)')
+# Dagster writes a step's duration as 533ms, 5.6s, 4m52s or 1h4m.
+STEP = re.compile(r'STEP_SUCCESS - Finished execution of step "(\w+)" in (?:(\d+)h)?(?:(\d+)m)?(?:([\d.]+)(ms|s))?\.')
 # "... - <run id> - <pid> - <step> - STEP_START - ...": the pid is the process running the step.
 EVENT = re.compile(r" - (\d+) - (\w+) - (STEP_START|STEP_SUCCESS) - ")
 MAXRSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
@@ -76,6 +82,21 @@ AUDIENCE_STEPS = ("advertisers", "user_embeddings", "seed_lists", "audience_mode
                   "audience_eval")
 CONTEXTUAL_STEPS = ("ad_inventory", "candidate_log", "relevance_labels", "relevance_model", "funnel_metrics",
                     "relevance_trend", "relevance_experiments")
+
+
+def relevance_only(commands: list) -> list:
+    """The relevance part of ``commands``: the backfill without the audience's and contextual group's
+    assets, the model, and the report of the model alone."""
+    out = []
+    for name, part, kind, args in commands:
+        if part != "relevance":
+            continue
+        if kind == "dg" and "--partition-range" in args:
+            args = ["--assets", "users,items,interaction_edges", *args[2:]]
+        elif args[:len(REPORT)] == REPORT:
+            name, args = "report --partition", [*REPORT, "--partition", DAY]
+        out.append((name, part, kind, args))
+    return out
 
 
 def part_of(step: str) -> str:
@@ -126,7 +147,8 @@ def run_command(cmd: list[str], env: dict) -> dict:
             elif step in open_steps:  # a step with asset checks logs STEP_SUCCESS twice
                 peaks[step] = _status_mib(open_steps.pop(step), "VmHWM")
         for m in STEP.finditer(line):
-            steps[m[1]] = float(m[2]) / (1000 if m[3] == "ms" else 1)
+            steps[m[1]] = (3600 * float(m[2] or 0) + 60 * float(m[3] or 0)
+                           + float(m[4] or 0) / (1000 if m[5] == "ms" else 1))
     proc.wait()
     wall = time.perf_counter() - start
     out = "".join(lines)
@@ -137,7 +159,7 @@ def run_command(cmd: list[str], env: dict) -> dict:
     return {"wall": wall, "rss": rss, "out": out, "steps": steps, "peaks": peaks, "starts": starts}
 
 
-def run_once(world: dict, epochs: int | None, tracking_uri: str) -> dict:
+def run_once(world: dict, epochs: int | None, tracking_uri: str, commands: list = COMMANDS) -> dict:
     home = Path(tempfile.mkdtemp(prefix="adrel-bench-"))
     (home / "dagster.yaml").write_text(CONFIG.read_text())
     lines = ["resources:", "  world:", "    config: {" + ", ".join(f"{k}: {v}" for k, v in world.items()) + "}"]
@@ -156,7 +178,7 @@ def run_once(world: dict, epochs: int | None, tracking_uri: str) -> dict:
     dg = str(Path(sys.executable).parent / "dg")
     result = {"steps": {}, "peaks": {}, "starts": {}, "walls": {}, "rss": {}, "home": home, "command_of": {}}
     advertiser_range = None
-    for name, _, kind, args in COMMANDS:
+    for name, _, kind, args in commands:
         args = [advertiser_range if a == "{range}" else a for a in args]
         if kind == "dg":
             cfg = model_cfg if name.startswith("model of") else world_cfg
@@ -181,8 +203,12 @@ def main() -> None:
     parser.add_argument("--ad-fraction", type=float)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--relevance-only", action="store_true",
+                        help="only the relevance pipeline: no audience or contextual group")
     args = parser.parse_args()
-    world = {k: v for k, v in vars(args).items() if k not in ("epochs", "repeats") and v is not None}
+    world = {k: v for k, v in vars(args).items()
+             if k not in ("epochs", "repeats", "relevance_only") and v is not None}
+    commands = relevance_only(COMMANDS) if args.relevance_only else COMMANDS
 
     tracking_uri = f"sqlite:///{tempfile.mkdtemp(prefix='adrel-bench-mlflow-')}/mlflow.db"
     start = time.perf_counter()
@@ -192,7 +218,7 @@ def main() -> None:
 
     runs = []
     for i in range(args.repeats):
-        runs.append(run_once(world, args.epochs, tracking_uri))
+        runs.append(run_once(world, args.epochs, tracking_uri, commands))
         print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.1f} s" for k, v in runs[-1]["walls"].items()), flush=True)
 
     def median(values) -> float:
@@ -209,17 +235,17 @@ def main() -> None:
         print(f"| {part} steps total | | {median(sum(r['steps'][s] for s in names) for r in runs):.2f} | | |")
 
     print("\n| process | part | wall (s) | all runs (s) | peak RSS (MiB) |\n|---|---|---|---|---|")
-    for name, part, _, _ in COMMANDS:
+    for name, part, _, _ in commands:
         walls = [r["walls"][name] for r in runs]
         print(f"| {name} | {part} | {median(walls):.2f} | " + " / ".join(f"{w:.2f}" for w in walls)
               + f" | {median(r['rss'][name] for r in runs):.0f} |")
     totals = {
         "relevance launches (1 + 2; earlier sections' process total)": lambda r: sum(
-            r["walls"][n] for n, p, k, _ in COMMANDS if p == "relevance" and k == "dg"),
-        "relevance total (1 + 2 + report)": lambda r: sum(r["walls"][n] for n, p, _, _ in COMMANDS if p == "relevance"),
+            r["walls"][n] for n, p, k, _ in commands if p == "relevance" and k == "dg"),
+        "relevance total (1 + 2 + report)": lambda r: sum(r["walls"][n] for n, p, _, _ in commands if p == "relevance"),
         "audience total (range + launch)": lambda r: sum(
-            r["walls"][n] for n, p, _, _ in COMMANDS if p == "audience"),
-        "contextual total (launch)": lambda r: sum(r["walls"][n] for n, p, _, _ in COMMANDS if p == "contextual"),
+            r["walls"][n] for n, p, _, _ in commands if p == "audience"),
+        "contextual total (launch)": lambda r: sum(r["walls"][n] for n, p, _, _ in commands if p == "contextual"),
         "all six processes (make run's commands)": lambda r: sum(r["walls"].values()),
     }
     for name, total in totals.items():
@@ -233,6 +259,8 @@ def main() -> None:
     md = instance.get_latest_materialization_event(dg.AssetKey("test_auc")).asset_materialization.metadata
     print("  " + "  ".join(f"{k}={md[k].value:.4f}" for k in ("test_auc", "val_auc", "oracle_auc", "auc_to_oracle",
                                                              "test_hits_at_100", "oracle_hits_at_100")))
+    if args.relevance_only:
+        return
     md = instance.get_latest_materialization_event(dg.AssetKey("audience_eval")).asset_materialization.metadata
     for metric in ("recall_at_k", "precision_at_k", "gt_precision_at_k"):
         print(f"  {metric}: " + "  ".join(f"{m}={md[f'{metric}/{m}'].value:.4f}"
