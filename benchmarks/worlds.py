@@ -56,7 +56,7 @@ def evaluate(world: dict, seed: int, train: TrainSpec) -> dict:
     labels = test[USER_AD].edge_label
     scores = predict(model, test)
     pairs, train_labels = train_eval_pairs(split["train"], seed)
-    baselines = baseline_scores(split, pairs, train_labels, seed)
+    baselines = baseline_scores(split, pairs, train_labels)
     oracle = auc(labels, oracle_scores(spec, users, items, test))
     row = {"gat": auc(labels, scores), "oracle": oracle, "epochs": result.epochs_run, "seconds": seconds,
            "positives": int(labels.sum())}

@@ -90,7 +90,7 @@ class LogisticBaseline:
 
 
 def baseline_scores(split: dict[str, HeteroData], train_pairs: torch.Tensor, train_labels: torch.Tensor,
-                    seed: int, on: str = "test") -> dict[str, np.ndarray]:
+                    on: str = "test") -> dict[str, np.ndarray]:
     """Each baseline's scores on ``split[on]``'s labelled pairs, the regression fitted on the train
     split's ``train_pairs`` (supervision positives and sampled negatives, see
     :func:`adrel_pipeline.relevance.training.train_eval_pairs`)."""

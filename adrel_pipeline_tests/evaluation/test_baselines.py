@@ -60,13 +60,13 @@ def test_the_regression_is_fitted_on_the_train_split_alone(split):
     again = LogisticBaseline.fit(leaky["train"], pairs, labels)
     np.testing.assert_array_equal(fitted.coef, again.coef)
     # Scores use the degrees of the graph they score on, like the model.
-    clean, dirty = baseline_scores(split, pairs, labels, 0), baseline_scores(leaky, pairs, labels, 0)
+    clean, dirty = baseline_scores(split, pairs, labels), baseline_scores(leaky, pairs, labels)
     assert not np.array_equal(clean["logreg"], dirty["logreg"])
 
 
 def test_the_regression_learns_the_worlds_signal(split):
     pairs, labels = train_eval_pairs(split["train"], 0)
-    scores = baseline_scores(split, pairs, labels, 0)
+    scores = baseline_scores(split, pairs, labels)
     test_labels = split["test"][USER_AD].edge_label
     # Degree and interest match are the generator's whole truth: both baselines beat chance, the
     # regression (which also sees the match) beats popularity.

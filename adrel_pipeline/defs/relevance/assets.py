@@ -288,7 +288,7 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
     metrics |= ranking_coverage(ranking)
     if next_day is not None:
         metrics |= _next_day_metrics(model, link_split, next_day, world, users, items)
-    baselines = baseline_scores(link_split, pairs, train_labels, world.seed)
+    baselines = baseline_scores(link_split, pairs, train_labels)
     metrics |= {f"baseline_{name}_auc": auc(labels, b) for name, b in baselines.items()}
     best = max(baselines, key=lambda name: metrics[f"baseline_{name}_auc"])
     versus_best = paired_auc(labels, scores, baselines[best])
