@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'partition':>24}: {event.partition}")
     for key in ("test_auc", "val_auc", "train_auc", "oracle_auc", "auc_to_oracle", "baseline_popularity_auc",
                 "baseline_logreg_auc", "test_mrr", "oracle_mrr", "test_hits_at_100", "oracle_hits_at_100"):
-        print(f"{key:>24}: {md[key]:.4f}")
+        # A sampled ranking estimate shows its standard error (absent from older materializations).
+        se = f" ± {md[key + '_se']:.4f}" if md.get(key + "_se") else ""
+        print(f"{key:>24}: {md[key]:.4f}{se}")
+    if "ranking_exact" in md and not md["ranking_exact"]:
+        print(f"{'ranking':>24}: sampled, {int(md['ranked_positives'])} of {int(md['ranking_positives'])} test "
+              "positives ranked against every ad (± one standard error)")
     if "next_day_auc" in md:
         print(f"{'next_day_auc':>24}: {md['next_day_auc']:.4f} (oracle {md['next_day_oracle_auc']:.4f}, "
               f"{int(md['next_day_pairs'])} pairs of the next day)")
