@@ -3,6 +3,7 @@
     python scripts/deploy.py up [--state-dir DIR] [--env-file FILE]
     python scripts/deploy.py down [--state-dir DIR] [--drop]
     python scripts/deploy.py status [--state-dir DIR]
+    eval "$(python scripts/deploy.py env)"    # this shell's Dagster CLI then talks to the deployment
 
 `up` creates what is missing (the PostgreSQL databases of the Dagster instance and of MLflow, the
 RabbitMQ vhost, $DAGSTER_HOME with config/deployment/dagster.yaml, the instance's schema), then
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -326,9 +328,15 @@ def status(env: dict[str, str], state: Path) -> dict[str, bool]:
             for name in commands(env, state)}
 
 
+# What a Dagster CLI (`dagster job launch`, `dg launch`) needs to act on the deployment's instance.
+CLI_ENV = ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD",
+           "DAGSTER_PG_DB", "ADREL_STATE_DIR", "MLFLOW_TRACKING_URI", "ADREL_EXECUTOR", "ADREL_CELERY_CONFIG",
+           "ADREL_CELERY_BROKER")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--state-dir", type=Path, default=REPO / ".adrel" / "deploy")
     parser.add_argument("--env-file", type=Path, default=CONFIG / "deploy.env")
     parser.add_argument("--drop", action="store_true", help="down: also drop the databases and the vhost")
@@ -342,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
               f"logs        {state / 'logs'}")
     elif args.command == "down":
         down(env, state, args.drop)
+    elif args.command == "env":
+        print("\n".join(f"export {key}={shlex.quote(env[key])}" for key in CLI_ENV))
     else:
         states = status(env, state)
         for name, ok in states.items():
