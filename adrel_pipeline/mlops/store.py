@@ -107,8 +107,17 @@ def use_store(tracking_uri: str) -> None:
 
     # Progress bars for local artifact copies only clutter the Dagster step logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow also writes the URI into $MLFLOW_TRACKING_URI/$MLFLOW_REGISTRY_URI, the process's
+    # default store (paths.default_tracking_uri): in a long-lived worker (a Celery worker runs
+    # step after step) one run's tracking_uri would become the next run's default. Keep them.
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def client():
