@@ -164,9 +164,9 @@ def train_gat(
 
         pairs, labels = train_eval_pairs(train, spec.seed)
         loss = fit_wide(model, train, pairs, labels)
-        val_auc = auc(val_label, predict(model, val))
-        record({"epoch": 0, "train_loss": loss, "train_auc": auc(labels, predict(model, train, pairs)),
-                "val_auc": val_auc})
+        val_auc = auc(val_label, predict(model, val, batch_size=spec.batch_size))
+        record({"epoch": 0, "train_loss": loss,
+                "train_auc": auc(labels, predict(model, train, pairs, batch_size=spec.batch_size)), "val_auc": val_auc})
         best = (val_auc, 0, model_checkpoint(model))
 
         optimizer = torch.optim.Adam(model.deep_parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
