@@ -39,7 +39,7 @@ def unreachable_services() -> str | None:
     try:
         psycopg2.connect(dbname="postgres", connect_timeout=3, **PG).close()
     except psycopg2.Error as err:
-        return f"PostgreSQL at {PG['host']}:{PG['port']} (user {PG['user']}) is unreachable: {str(err).strip()}"
+        return f"PostgreSQL at {PG['host']}:{PG['port']} (user {PG['user']}) is unreachable: {' '.join(str(err).split())}"
     try:
         socket.create_connection(RABBITMQ, timeout=3).close()
     except OSError as err:
