@@ -1,9 +1,10 @@
+import pytest
 import torch
 
 from adrel_pipeline.evaluation.metrics import auc
 from adrel_pipeline.graph.build import USER_AD
 from adrel_pipeline.relevance.model import load_model
-from adrel_pipeline.relevance.spec import TrainSpec
+from adrel_pipeline.relevance.spec import TrainConfigError, TrainSpec
 from adrel_pipeline.relevance.training import predict, train_gat
 
 MINI = TrainSpec(epochs=4, patience=4, batch_size=512, fanout=2)
@@ -31,3 +32,9 @@ def test_mini_batches_differ_from_full_batch(split):
     mini = train_gat(split, TrainSpec(epochs=2, patience=2, batch_size=512))
     assert full.history["val_auc"][0] == mini.history["val_auc"][0]  # epoch 0: the same wide fit
     assert full.history["val_auc"][1:] != mini.history["val_auc"][1:]
+
+
+@pytest.mark.parametrize("field", ["batch_size", "fanout"])
+def test_negative_batch_size_or_fanout_is_refused(field):
+    with pytest.raises(TrainConfigError, match=f"{field}=-1 is out of range: must be an integer >= 0"):
+        TrainSpec(**{field: -1})
