@@ -32,15 +32,6 @@ def _keys(edge_index: torch.Tensor, num_dst: int) -> torch.Tensor:
     return edge_index[0] * num_dst + edge_index[1]
 
 
-def _is_in_sorted(values: torch.Tensor, sorted_set: torch.Tensor) -> torch.Tensor:
-    """``torch.isin(values, sorted_set)`` for a sorted ``sorted_set``: a binary search each, without
-    the sort of both that ``isin`` does (a quarter of a 10x world's epoch when drawn every epoch)."""
-    if sorted_set.numel() == 0:
-        return torch.zeros_like(values, dtype=torch.bool)
-    at = torch.searchsorted(sorted_set, values).clamp_(max=sorted_set.numel() - 1)
-    return sorted_set[at] == values
-
-
 def sample_negatives(
     num_src: int,
     num_dst: int,
@@ -61,7 +52,7 @@ def sample_negatives(
     while chosen.numel() < count:
         need = count - chosen.numel()
         draw = torch.randint(0, total, (int(need * 1.2) + 16,), generator=generator)
-        draw = torch.unique(draw[~_is_in_sorted(draw, excluded) & ~torch.isin(draw, chosen)])
+        draw = torch.unique(draw[~torch.isin(draw, excluded) & ~torch.isin(draw, chosen)])
         # unique() sorts; shuffle again so that truncating to `need` stays uniform.
         draw = draw[torch.randperm(draw.numel(), generator=generator)][:need]
         chosen = torch.cat([chosen, draw])

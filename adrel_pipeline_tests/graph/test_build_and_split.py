@@ -4,7 +4,7 @@ import torch
 
 from adrel_pipeline.graph.build import AD, AD_USER, NON_AD, NON_AD_USER, USER, USER_AD, USER_NON_AD, build_hetero_graph
 from adrel_pipeline.graph.spec import SplitConfigError, SplitSpec
-from adrel_pipeline.graph.split import _is_in_sorted, sample_negatives, split_links
+from adrel_pipeline.graph.split import sample_negatives, split_links
 from adrel_pipeline.world import INTERESTS
 
 
@@ -97,11 +97,3 @@ def test_sample_negatives_excludes_and_is_distinct():
 def test_invalid_split_names_field(field, value):
     with pytest.raises(SplitConfigError, match=f"{field}={value!r} is out of range"):
         SplitSpec(**{field: value})
-
-
-@pytest.mark.parametrize("size, domain", [(0, 10), (1, 10), (300, 1000), (5000, 6000)])
-def test_membership_in_a_sorted_set_agrees_with_isin(size, domain):
-    generator = torch.Generator().manual_seed(size)
-    sorted_set = torch.unique(torch.randint(0, domain, (size,), generator=generator))
-    values = torch.randint(-2, domain + 2, (2000,), generator=generator)
-    assert torch.equal(_is_in_sorted(values, sorted_set), torch.isin(values, sorted_set))
