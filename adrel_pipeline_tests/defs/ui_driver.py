@@ -158,17 +158,19 @@ class DagsterDev:
             raise RuntimeError(f"GraphQL errors: {json.dumps(payload['errors'])[:2000]}")
         return payload["data"]
 
-    def launch_run(self, job: str, run_config: dict, tags: dict[str, str]) -> str:
-        """Queues a run of ``job`` (the daemon launches it); returns its id."""
+    def launch_run(self, job: str, run_config: dict, tags: dict[str, str], assets: list[str] | None = None) -> str:
+        """Queues a run of ``job`` (the daemon launches it), of ``assets`` alone when given (the UI's
+        Materialize: the implicit ``__ASSET_JOB`` with an asset selection); returns its id."""
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job}
+        if assets is not None:
+            selector["assetSelection"] = [{"path": [a]} for a in assets]
         result = self.graphql("""mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
                 __typename
                 ... on LaunchRunSuccess { run { runId } }
                 ... on RunConfigValidationInvalid { errors { message } }
                 ... on PythonError { message stack }
                 ... on Error { message } } }""",
-            {"params": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
-                                     "jobName": job},
-                        "runConfigData": run_config,
+            {"params": {"selector": selector, "runConfigData": run_config,
                         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}})
         launched = result["launchRun"]
         if launched["__typename"] != "LaunchRunSuccess":

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from adrel_pipeline_tests.conftest import SMALL_WORLD
-from adrel_pipeline_tests.defs.ui_driver import LOCATION, REPO, REPOSITORY, DagsterDev, free_port
+from adrel_pipeline_tests.defs.ui_driver import REPO, DagsterDev, free_port
 
 DEPLOY = REPO / "scripts" / "deploy.py"
 ENV_FILE = REPO / "config" / "deployment" / "deploy.env"
@@ -153,22 +153,8 @@ class Deployment(DagsterDev):
     # --- runs, as the UI launches them ------------------------------------------------------
 
     def launch_assets(self, assets: list[str], tags: dict[str, str], run_config: dict | None = None) -> str:
-        """Queues a run materializing ``assets`` (the UI's Materialize: the implicit asset job with an
-        asset selection, partition or range tags); returns its id."""
-        result = self.graphql("""mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-                __typename
-                ... on LaunchRunSuccess { run { runId } }
-                ... on RunConfigValidationInvalid { errors { message } }
-                ... on PythonError { message stack }
-                ... on Error { message } } }""",
-            {"params": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
-                                     "jobName": "__ASSET_JOB", "assetSelection": [{"path": [a]} for a in assets]},
-                        "runConfigData": run_config or {},
-                        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}})
-        launched = result["launchRun"]
-        if launched["__typename"] != "LaunchRunSuccess":
-            raise RuntimeError(f"launchRun failed: {json.dumps(launched, indent=1)[:3000]}")
-        return launched["run"]["runId"]
+        """Queues a run materializing ``assets`` (the UI's Materialize: partition or range tags); returns its id."""
+        return self.launch_run("__ASSET_JOB", run_config or {}, tags, assets=assets)
 
     def run_times(self, run_id: str) -> tuple[float, float]:
         run = self.graphql("query($id: ID!) { runOrError(runId: $id) { ... on Run { startTime endTime } } }",
