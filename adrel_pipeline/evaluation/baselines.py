@@ -2,7 +2,8 @@
 
 * **popularity**: user degree × ad degree in the message-passing graph: no learning at all.
 * **logistic regression** on observed features only: log user degree, log ad degree,
-  whether the user's main interest is the ad's category, and the user's age group. Fitted on the
+  the cross feature (whether the user's main interest is the ad's category) and the user's other
+  features (the synthetic world: the age group). Fitted on the
   train split (its supervision positives against sampled non-edges, degrees from the train
   message-passing graph), so it never sees a held-out edge; scored with the degrees of the graph
   each split is evaluated on, exactly like the model.
@@ -24,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
-from adrel_pipeline.graph.build import AD, USER, USER_AD, in_degree, interest_matches_category
-from adrel_pipeline.world.spec import AGE_GROUPS
+from adrel_pipeline.graph.build import AD, USER, USER_AD, cross_columns, in_degree, interest_matches_category
 
 BASELINES = ("popularity", "logreg")
 
@@ -40,16 +40,20 @@ def popularity_scores(graph: HeteroData, pairs: torch.Tensor) -> np.ndarray:
 
 
 def pair_features(graph: HeteroData, pairs: torch.Tensor) -> np.ndarray:
-    """``[log1p user degree, log1p ad degree, interest == category, age group one-hot]`` per pair.
+    """``[log1p user degree, log1p ad degree, cross, the user's features but the cross block]`` per pair.
 
-    The user features are ``[age group one-hot, main interest one-hot]`` and the ad features the
-    category one-hot (:func:`adrel_pipeline.graph.build.build_hetero_graph`).
+    The cross is the product of the graph's aligned one-hots (:func:`~adrel_pipeline.graph.build.cross_columns`);
+    the user's cross block is left out as the cross already carries it. For the synthetic world
+    (users ``[age group, main interest]``, ads the category): ``[.., interest == category, age group one-hot]``.
     """
     user_x, ad_x = graph[USER].x[pairs[0]], graph[AD].x[pairs[1]]
     degrees = torch.stack([torch.log1p(_degrees(graph, USER)[pairs[0]]),
                            torch.log1p(_degrees(graph, AD)[pairs[1]])], dim=1)
-    match = interest_matches_category(user_x, ad_x)
-    return torch.cat([degrees, match, user_x[:, :len(AGE_GROUPS)]], dim=1).numpy().astype(np.float64)
+    columns = cross_columns(graph)
+    user_col, _, width = columns
+    match = interest_matches_category(user_x, ad_x, columns)
+    own = torch.cat([user_x[:, :user_col], user_x[:, user_col + width:]], dim=1)
+    return torch.cat([degrees, match, own], dim=1).numpy().astype(np.float64)
 
 
 @dataclass

@@ -21,8 +21,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 # The synthetic world's parameters and generative process.
 WORLD_MODULES = ("world/spec.py", "world/simulation.py")
-# + the graph builder (node features, distinct and reverse edges).
-GRAPH_MODULES = (*WORLD_MODULES, "graph/build.py")
+# + the graph builder (node features and their declaration, distinct and reverse edges).
+GRAPH_MODULES = (*WORLD_MODULES, "graph/build.py", "graph/features.py")
 # + the link split and its parameters.
 SPLIT_MODULES = (*GRAPH_MODULES, "graph/split.py", "graph/spec.py")
 # + the model, its training loop and parameters; training selects the best epoch by the AUC of

@@ -40,9 +40,9 @@ from torch_geometric.nn import GATConv
 from adrel_pipeline.graph.build import (
     AD,
     AD_USER,
-    CROSS_COLUMNS,
     USER,
     USER_AD,
+    cross_columns,
     in_degree,
     interest_matches_category,
 )
@@ -59,7 +59,9 @@ class GATConfig:
 
     in_channels: dict[str, int]
     edge_types: tuple[EdgeType, ...]
-    cross_columns: tuple[int, int, int]  # user column, ad column, width of the aligned one-hots
+    # User column, ad column, width of the aligned one-hots whose product is the cross feature (the
+    # graph's declaration, see graph.build); width 0: no cross, the feature is 0.
+    cross_columns: tuple[int, int, int]
     hidden_channels: int
     out_channels: int
     heads: int
@@ -74,7 +76,7 @@ class GATConfig:
     @classmethod
     def for_graph(cls, graph: HeteroData, **hyper) -> GATConfig:
         in_channels, edge_types = cls.graph_shape(graph)
-        return cls(in_channels=in_channels, edge_types=edge_types, cross_columns=CROSS_COLUMNS, **hyper)
+        return cls(in_channels=in_channels, edge_types=edge_types, cross_columns=cross_columns(graph), **hyper)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -83,12 +85,15 @@ class GATConfig:
         return d
 
     def mismatch(self, graph: HeteroData) -> str | None:
-        """Why this model cannot run on ``graph`` (other feature sizes or edge types), else None."""
+        """Why this model cannot run on ``graph`` (other feature sizes, edge types or cross columns), else None."""
         in_channels, edge_types = self.graph_shape(graph)
         if self.in_channels != in_channels:
             return f"feature sizes differ: model {self.in_channels}, graph {in_channels}"
         if set(self.edge_types) != set(edge_types):
             return f"edge types differ: model {sorted(self.edge_types)}, graph {sorted(edge_types)}"
+        # Same widths but another cross would silently score the wrong columns' product.
+        if tuple(self.cross_columns) != cross_columns(graph):
+            return f"cross columns differ: model {tuple(self.cross_columns)}, graph {cross_columns(graph)}"
         return None
 
     @classmethod
@@ -175,8 +180,9 @@ class AdRelevanceModel(torch.nn.Module):
         xu, xa = e["x"][USER][user_index], e["x"][AD]
         w = self.wide.weight[0]
         user_col, ad_col, width = self.config.cross_columns
-        logit = (w[0] * xu[:, -1:] + w[1] * xa[:, -1][None, :] + self.wide.bias
-                 + w[2] * (xu[:, user_col:user_col + width] @ xa[:, ad_col:ad_col + width].T))
+        logit = w[0] * xu[:, -1:] + w[1] * xa[:, -1][None, :] + self.wide.bias
+        if width:  # width 0: no cross declared, the feature is 0
+            logit = logit + w[2] * (xu[:, user_col:user_col + width] @ xa[:, ad_col:ad_col + width].T)
         if e["z"] is not None:
             logit = logit + self.gate * (e["z"][USER][user_index] @ e["z"][AD].T) / self.config.out_channels ** 0.5
         return logit
