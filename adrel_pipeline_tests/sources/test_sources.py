@@ -1,0 +1,292 @@
+"""The data-source library (issue 17): export -> file source round trips, every bad-data error,
+``$ADREL_SOURCE``, and PostgreSQL loaded from a directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import uuid
+
+import polars as pl
+import pytest
+
+from adrel_pipeline.export import TRUTH_COLUMNS, export_world, main
+from adrel_pipeline.graph.features import synthetic_features
+from adrel_pipeline.sources import (
+    SOURCE_ENV,
+    FileSource,
+    SourceDataError,
+    SyntheticSource,
+    check_interactions,
+    source_from_env,
+)
+from adrel_pipeline.sources.contract import INTERACTION_SCHEMA
+from adrel_pipeline.world import WorldSpec, generate_day, generate_items, generate_users
+from adrel_pipeline_tests.conftest import SMALL_WORLD
+
+DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
+PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="module")
+def small() -> WorldSpec:
+    return WorldSpec(**SMALL_WORLD)
+
+
+@pytest.fixture(scope="module", params=["parquet", "csv"])
+def exported(request, small, tmp_path_factory):
+    target = tmp_path_factory.mktemp(request.param) / "world"
+    export_world(small, target, DAYS[0], DAYS[-1], fmt=request.param)
+    return target
+
+
+def test_export_round_trips_through_a_file_source(small, exported):
+    source = FileSource(exported)
+    users, items = generate_users(small), generate_items(small)
+    assert source.users().equals(users.select("user_id", "age_group", "main_interest"))
+    assert source.items().equals(items.select("item_id", "is_ad", "category"))
+    assert source.days() == DAYS and source.first_day() == DAYS[0]
+    for day in DAYS:
+        got = source.interactions(day)
+        assert got.schema == pl.Schema(INTERACTION_SCHEMA)
+        assert got.equals(generate_day(small, users, items, day))
+    # adrel.yaml rebuilds the synthetic features exactly, in order, with the fixed vocabularies.
+    assert source.features == synthetic_features()
+    assert not source.has_truth and SyntheticSource(small).has_truth
+
+
+def test_export_leaves_out_the_latent_truth(exported):
+    suffix = next(exported.glob("users.*")).suffix
+    read = pl.read_parquet if suffix == ".parquet" else pl.read_csv
+    assert not set(TRUTH_COLUMNS["users"]) & set(read(exported / f"users{suffix}").columns)
+    assert not set(TRUTH_COLUMNS["items"]) & set(read(exported / f"items{suffix}").columns)
+
+
+def test_export_refuses_a_non_empty_target_unless_forced(tmp_path, monkeypatch, capsys):
+    world = tmp_path / "world.yaml"
+    world.write_text("".join(f"{k}: {v}\n" for k, v in SMALL_WORLD.items()))
+    monkeypatch.setenv("ADREL_WORLD", str(world))
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    assert main(["--to", str(target), "--last-day", "2026-01-02"]) == 2
+    assert "not empty" in capsys.readouterr().err and (target / "keep.txt").exists()
+    assert main(["--to", str(target), "--last-day", "2026-01-02", "--force"]) == 0
+    assert not (target / "keep.txt").exists()
+    assert FileSource(target).days() == DAYS[:2]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp dir left
+
+
+def test_importing_the_library_imports_neither_torch_nor_dagster():
+    code = ("import sys, adrel_pipeline.sources, adrel_pipeline.export; "
+            "print(sorted(m for m in ('torch', 'dagster') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --- bad data: a tiny CSV directory, broken one way per test ---
+
+USERS_CSV = "user_id,age,country\n1,30,fr\n2,41,de\n3,25,fr\n"
+ITEMS_CSV = "item_id,is_ad,price\n10,true,1.5\n11,false,2.0\n12,false,3.0\n"
+DAY_CSV = "user_id,item_id\n1,10\n2,11\n3,12\n1,11\n"
+
+
+def tiny(parent, users=USERS_CSV, items=ITEMS_CSV, days=None, config=None, **files):
+    # A fresh directory per call: a test may build several.
+    tmp_path = parent / f"source{len(list(parent.iterdir()))}"
+    tmp_path.mkdir()
+    (tmp_path / "users.csv").write_text(users)
+    (tmp_path / "items.csv").write_text(items)
+    (tmp_path / "interactions").mkdir()
+    for day, text in (days if days is not None else {"2026-02-01": DAY_CSV, "2026-02-03": DAY_CSV}).items():
+        (tmp_path / "interactions" / f"{day}.csv").write_text(text)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    if config is not None:
+        (tmp_path / "adrel.yaml").write_text(config)
+    return FileSource(tmp_path)
+
+
+def test_a_tiny_directory_reads_with_default_features(tmp_path):
+    source = tiny(tmp_path)
+    assert source.features.user_columns == ("age", "country") and source.features.item_columns == ("price",)
+    assert source.features.cross is None
+    assert source.items()["is_ad"].to_list() == [True, False, False]
+    assert source.interactions(dt.date(2026, 2, 3))["day"].unique().to_list() == [dt.date(2026, 2, 3)]
+
+
+def test_missing_required_column(tmp_path):
+    with pytest.raises(SourceDataError, match=r"items\.csv, column 'is_ad': missing required column") as err:
+        tiny(tmp_path, items="item_id,price\n10,1.5\n").items()
+    assert "ads table" in str(err.value)
+
+
+def test_non_integer_id_names_the_file_column_count_and_rows(tmp_path):
+    with pytest.raises(SourceDataError) as err:
+        tiny(tmp_path, users="user_id,age\n1,30\nabc,41\n3,25\n4.5,20\n").users()
+    message = str(err.value)
+    assert "users.csv, column 'user_id': 2 of 4 values are not integers" in message
+    assert "'user_id': 'abc'" in message and "'row': 2" in message and "'user_id': '4.5'" in message
+
+
+def test_duplicate_ids(tmp_path):
+    with pytest.raises(SourceDataError) as err:
+        tiny(tmp_path, items=ITEMS_CSV + "11,true,9.0\n10,false,1.0\n").items()
+    message = str(err.value)
+    assert "items.csv, column 'item_id': 2 ids occur more than once (4 rows of 5)" in message
+    assert "'row': 4" in message and "'price': 9.0" in message
+
+
+def test_null_ids(tmp_path):
+    with pytest.raises(SourceDataError, match=r"users\.csv, column 'user_id': 1 of 3 ids are null"):
+        tiny(tmp_path, users="user_id,age\n1,30\n,41\n3,25\n").users()
+
+
+def test_unknown_ids_in_interactions(tmp_path):
+    source = tiny(tmp_path, days={"2026-02-01": DAY_CSV + "99,10\n98,11\n99,12\n"})
+    with pytest.raises(SourceDataError) as err:
+        source.interactions(dt.date(2026, 2, 1))
+    message = str(err.value)
+    assert "2026-02-01.csv, column 'user_id': 3 of 7 interactions name 2 user_ids that are not in users" in message
+    assert "{'user_id': 99, 'item_id': 10" in message
+    # The same check, as the asset calls it.
+    day = pl.DataFrame({"user_id": [1, 2], "item_id": [10, 77], "day": [dt.date(2026, 2, 1)] * 2},
+                       schema=INTERACTION_SCHEMA)
+    with pytest.raises(SourceDataError, match=r"where, column 'item_id': 1 of 2 interactions name 1 item_ids"):
+        check_interactions(day, source.users(), source.items(), "where")
+
+
+def test_an_empty_day_names_the_days_nearby(tmp_path):
+    source = tiny(tmp_path, days={"2026-02-01": DAY_CSV, "2026-02-03": DAY_CSV, "2026-02-04": "user_id,item_id\n"})
+    with pytest.raises(SourceDataError) as err:
+        source.interactions(dt.date(2026, 2, 2))
+    assert "no interactions on 2026-02-02 (an empty day)" in str(err.value)
+    assert "2026-02-01..2026-02-04, 3 days; nearest days: 2026-02-01, 2026-02-03, 2026-02-04" in str(err.value)
+    with pytest.raises(SourceDataError, match=r"2026-02-04\.csv, column 'day': no interactions on 2026-02-04"):
+        source.interactions(dt.date(2026, 2, 4))
+
+
+def test_a_declared_feature_that_is_missing(tmp_path):
+    config = "users: {features: [age, gender]}\nitems: {features: [price]}\n"
+    with pytest.raises(SourceDataError) as err:
+        tiny(tmp_path, config=config)
+    assert "adrel.yaml (users), column 'gender': declared feature column(s) ['gender'] missing" in str(err.value)
+    with pytest.raises(SourceDataError, match=r"cross \['age', 'colour'\] must name a user feature"):
+        tiny(tmp_path, config="cross: [age, colour]\n")
+
+
+def test_declared_features_cross_and_vocabularies(tmp_path):
+    source = tiny(tmp_path, config="users: {features: [country]}\nitems: {features: []}\n"
+                                    "vocabularies: {country: [de, fr, it]}\n")
+    assert source.users().columns == ["user_id", "country"] and source.items().columns == ["item_id", "is_ad"]
+    assert source.features.vocabularies == {"country": ("de", "fr", "it")}
+
+
+def test_an_ads_table_instead_of_is_ad(tmp_path):
+    source = tiny(tmp_path, items="item_id,price\n10,1.5\n11,2.0\n12,3.0\n", **{"ads.csv": "item_id\n12\n"})
+    assert source.items()["is_ad"].to_list() == [False, False, True]
+    with pytest.raises(SourceDataError, match=r"ads\.csv, column 'item_id': 1 of 2 ads are not in items"):
+        tiny(tmp_path, items="item_id,price\n10,1.5\n11,2.0\n12,3.0\n", **{"ads.csv": "item_id\n12\n13\n"}).items()
+
+
+def test_one_interactions_file_with_utc_timestamps(tmp_path):
+    (tmp_path / "users.csv").write_text(USERS_CSV)
+    (tmp_path / "items.csv").write_text(ITEMS_CSV)
+    # 23:30 at +02:00 is 21:30 UTC, the same day; 01:00 at +03:00 is the day before in UTC.
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,timestamp\n1,10,2026-03-01T23:30:00+02:00\n2,11,2026-03-02T01:00:00+03:00\n"
+        "3,12,2026-03-02 12:00:00\n")
+    source = FileSource(tmp_path)
+    assert source.days() == [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+    assert source.interactions(dt.date(2026, 3, 1))["user_id"].to_list() == [1, 2]
+    assert source.interactions(dt.date(2026, 3, 2))["user_id"].to_list() == [3]
+
+
+def test_an_unparsable_day(tmp_path):
+    (tmp_path / "users.csv").write_text(USERS_CSV)
+    (tmp_path / "items.csv").write_text(ITEMS_CSV)
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,day\n1,10,2026-03-01\n2,11,03/02/2026\n")
+    with pytest.raises(SourceDataError) as err:
+        FileSource(tmp_path).days()
+    assert "interactions.csv, column 'day': 1 of 2 values are not dates (YYYY-MM-DD)" in str(err.value)
+    assert "'day': '03/02/2026'" in str(err.value)
+
+
+# --- $ADREL_SOURCE ---
+
+def test_source_from_env_forms(tmp_path):
+    world = tmp_path / "world.yaml"
+    world.write_text("num_users: 500\nnum_items: 1000\nnum_interactions: 5000\n")
+    for env in ({}, {SOURCE_ENV: "synthetic", "ADREL_WORLD": str(world)}):
+        source = source_from_env(env)
+        assert isinstance(source, SyntheticSource) and source.first_day() == dt.date(2026, 1, 1)
+    assert source.spec.num_users == 500 and source.users().height == 500
+    (tmp_path / "data").mkdir()
+    directory = tiny(tmp_path / "data").directory
+    assert isinstance(source_from_env({SOURCE_ENV: str(directory)}), FileSource)
+    config = tmp_path / "source.yaml"
+    config.write_text(f"directory: data/{directory.name}\n" + "users: {features: [country]}\n")
+    from_yaml = source_from_env({SOURCE_ENV: str(config)})
+    assert isinstance(from_yaml, FileSource) and from_yaml.features.user_columns == ("country",)
+
+
+@pytest.mark.parametrize("value", ["mysql://x", "/no/such/dir", "s3://bucket"])
+def test_source_from_env_rejects_anything_else(value):
+    with pytest.raises(ValueError) as err:
+        source_from_env({SOURCE_ENV: value})
+    assert f"ADREL_SOURCE={value!r}" in str(err.value) and "postgresql" in str(err.value)
+    assert "directory" in str(err.value) and "synthetic" in str(err.value)
+
+
+# --- PostgreSQL ---
+
+def _pg_unreachable() -> str | None:
+    try:
+        import psycopg2
+
+        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
+    except Exception as err:  # noqa: BLE001 - any failure means: no server to test against
+        return f"PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is unreachable: {' '.join(str(err).split())}"
+    return None
+
+
+@pytest.mark.deployment
+def test_postgres_source_equals_the_file_source(exported, tmp_path):
+    reason = _pg_unreachable()
+    if reason:
+        pytest.skip(reason)
+    import sqlalchemy as sa
+
+    from adrel_pipeline.sources import PostgresSource, load_directory
+
+    schema = f"adrel_test_{uuid.uuid4().hex[:10]}"
+    tables = {"users": f"{schema}.users", "items": f"{schema}.items", "interactions": f"{schema}.interactions"}
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        db = load_directory(exported, PG_URL, tables)
+        files = FileSource(exported)
+        assert db.features == files.features
+        assert db.users().equals(files.users()) and db.items().equals(files.items())
+        assert db.days() == DAYS
+        for day in DAYS:
+            got = db.interactions(day)
+            assert got.schema == pl.Schema(INTERACTION_SCHEMA)
+            assert got.equals(files.interactions(day).sort("user_id", "item_id"))
+        with pytest.raises(SourceDataError, match=rf"table {schema}\.interactions .*no interactions on 2026-01-05"):
+            db.interactions(dt.date(2026, 1, 5))
+        with pytest.raises(ValueError, match="already exist"):
+            load_directory(exported, PG_URL, tables)
+        # A URL in a YAML config, as ADREL_SOURCE names it.
+        config = tmp_path / "db.yaml"
+        config.write_text(f"url: {PG_URL}\ntables: {tables}\n")
+        from_env = source_from_env({SOURCE_ENV: str(config)})
+        assert isinstance(from_env, PostgresSource) and from_env.days() == DAYS
+        # Defaults: every other column is a feature.
+        assert from_env.features.user_columns == ("age_group", "main_interest")
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
