@@ -1,5 +1,6 @@
-"""Rules behind the model checks: better than chance, not above the Bayes-optimal ceiling, and
-no clearly worse than the serving champion."""
+"""Rules behind the model checks: better than chance, not above the Bayes-optimal ceiling (or, on
+real data without the generator's truth, not suspiciously far above every reference), and no
+clearly worse than the serving champion."""
 
 from __future__ import annotations
 
@@ -35,6 +36,28 @@ def auc_within_ceiling(test_auc: float, oracle_auc: float, se_difference: float,
                                    "(or the oracle has a bug)", meta)
     return CheckOutcome(True, f"test AUC {_auc(test_auc)} <= oracle {_auc(oracle_auc)} + {max_se:g} SE "
                               f"({tolerance:.4f})", meta)
+
+
+def auc_without_leak(test_auc: float, val_auc: float, baseline: str, baseline_auc: float,
+                     margin_over_baseline: float, margin_over_val: float) -> CheckOutcome:
+    """The leak check's non-oracle form, for data without the generator's truth (no ceiling to
+    compare with): a model far above the best simple baseline on the same pairs *and* far above its
+    own validation AUC is flagged. Each alone happens honestly (a model that learns what counting
+    cannot; a noisy validation AUC on few positives), both at once is what test information that
+    leaked into training looks like. It cannot see a leak that lifts validation too."""
+    meta: Metadata = {"test_auc": float(test_auc), "val_auc": float(val_auc), "baseline": baseline,
+                      "baseline_auc": float(baseline_auc), "margin_over_baseline": float(margin_over_baseline),
+                      "margin_over_val": float(margin_over_val), "excess_over_baseline": float(test_auc - baseline_auc),
+                      "excess_over_val": float(test_auc - val_auc)}
+    shown = (f"test AUC {_auc(test_auc)} vs best baseline ({baseline}) {_auc(baseline_auc)} + {margin_over_baseline:.4f} "
+             f"and validation AUC {_auc(val_auc)} + {margin_over_val:.4f}")
+    # Not (within either margin): NaN fails, as in the other rules.
+    if not (test_auc <= baseline_auc + margin_over_baseline or test_auc <= val_auc + margin_over_val):
+        return CheckOutcome(False, f"no oracle (the data has no generator truth), leak check against the references: "
+                                   f"{shown}: far above every baseline and its own validation AUC means test "
+                                   "information leaked into training", meta)
+    return CheckOutcome(True, f"no oracle (the data has no generator truth), leak check against the references: "
+                              f"{shown}: not above both", meta)
 
 
 def auc_vs_champion(test_auc: float, champion_auc: float | None, margin: float) -> CheckOutcome:

@@ -9,6 +9,23 @@ import polars as pl
 from adrel_pipeline.world.simulation import category_codes, cell_popularity, row_positions, style_weights, user_taste
 from adrel_pipeline.world.spec import INTERESTS, WorldSpec
 
+# The generator's latent columns the oracle reads: real data (a source other than this generator)
+# has none of them, and its metrics that need the truth are then unavailable, never estimated.
+TRUTH_COLUMNS = {"users": ("true_activity", "taste"), "items": ("style", "popularity")}
+
+
+def missing_truth(users: pl.DataFrame, items: pl.DataFrame) -> list[str]:
+    """The truth columns the oracle needs that ``users``/``items`` lack, as ``table.column``."""
+    tables = {"users": users, "items": items}
+    return [f"{table}.{column}" for table, columns in TRUTH_COLUMNS.items() for column in columns
+            if column not in tables[table].columns]
+
+
+def has_truth(users: pl.DataFrame, items: pl.DataFrame) -> bool:
+    """Whether the tables carry the generator's truth, so the oracle (:func:`interaction_probability`)
+    can score them: True for the synthetic world, False for real data."""
+    return not missing_truth(users, items)
+
 
 def interaction_probability(
     spec: WorldSpec,

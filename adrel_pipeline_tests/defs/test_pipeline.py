@@ -108,6 +108,26 @@ def test_metadata_tells_the_story(instance):
 
 
 @pytest.mark.slow
+def test_the_synthetic_world_has_every_oracle_metric_and_the_oracle_leak_check(instance, tracking_uri):
+    from mlflow import MlflowClient
+
+    assert metadata(instance, "oracle_metrics")["oracle_available"] is True
+    aucs = metadata(instance, "test_auc")
+    oracle_keys = {"oracle_auc", "auc_to_oracle", "test_auc_minus_oracle_se",
+                   *(f"oracle_{k}{se}" for k in ("mrr", "hits_at_10", "hits_at_100") for se in ("", "_se"))}
+    assert aucs["oracle_available"] == 1
+    assert oracle_keys <= set(aucs), oracle_keys - set(aucs)
+    # The baselines' reference is there too, with or without the oracle.
+    assert {"test_auc_minus_best_baseline", "test_auc_minus_best_baseline_se"} <= set(aucs)
+    logged = MlflowClient(tracking_uri).get_run(aucs["mlflow_run_id"]).data.metrics
+    assert oracle_keys | {"oracle_available"} <= set(logged)
+    key = dg.AssetCheckKey(dg.AssetKey("test_auc"), "test_auc_within_oracle_ceiling")
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert "oracle_auc" in record.event.dagster_event.event_specific_data.metadata
+    assert "no oracle" not in record.event.dagster_event.event_specific_data.description
+
+
+@pytest.mark.slow
 def test_outputs_are_parquet_and_weights_only_torch(instance):
     storage = Path(instance.storage_directory())
     for key in ("users", "items"):
