@@ -28,7 +28,14 @@ from adrel_pipeline.sources.contract import (
     USER_ID,
     USERS,
 )
-from adrel_pipeline.sources.validate import SourceDataError, day_expr, empty_day, fail, to_interactions
+from adrel_pipeline.sources.validate import (
+    SourceDataError,
+    day_expr,
+    empty_day,
+    fail,
+    parse_days,
+    to_interactions,
+)
 
 SUFFIXES = (".parquet", ".csv")
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")
@@ -162,9 +169,7 @@ class FileSource(Source):
         days = read_table(path, lambda lf: lf.select(day_expr(dtype, column).alias(DAY)).unique())[DAY]
         if days.null_count():
             # The slow path, for the error only: the rows, counted, with their row numbers.
-            raw = read_table(path, lambda lf: lf.select(column))
-            to_interactions(raw.with_columns(pl.lit(0, pl.Int64).alias(USER_ID), pl.lit(0, pl.Int64).alias(ITEM_ID)),
-                            str(path))
+            parse_days(read_table(path, lambda lf: lf.select(column)), column, str(path))
         return sorted(days.drop_nulls().to_list())
 
     def interactions(self, day: dt.date) -> pl.DataFrame:

@@ -148,6 +148,19 @@ def to_interactions(df: pl.DataFrame, where: str, day: dt.date | None = None) ->
             raise fail(where, DAY, f"missing required column: {DAY!r} (a date) or {TIMESTAMP!r} (a datetime) "
                                    f"(columns present: {df.columns})")
         return df.select(USER_ID, ITEM_ID, pl.lit(day, dtype=pl.Date).alias(DAY))
+    days = parse_days(df, time_col, where)
+    out = df.select(USER_ID, ITEM_ID).with_columns(days)
+    if day is not None:
+        other = out[DAY] != day
+        if other.any():
+            raise fail(where, time_col, f"{int(other.sum())} of {df.height} rows are not on {day} (the file's day)",
+                       _with_row(df).filter(other))
+    return out
+
+
+def parse_days(df: pl.DataFrame, time_col: str, where: str) -> pl.Series:
+    """The UTC dates of ``df[time_col]`` (``day`` or ``timestamp``); a null or unparsable value is an
+    error naming the rows."""
     dtype = df.schema[time_col]
     if not (dtype in (pl.Date, pl.Utf8) or isinstance(dtype, pl.Datetime)):
         raise fail(where, time_col, f"wrong type {dtype}: must be a date/datetime or text YYYY-MM-DD[ HH:MM:SS]")
@@ -159,13 +172,7 @@ def to_interactions(df: pl.DataFrame, where: str, day: dt.date | None = None) ->
                    f"{'dates (YYYY-MM-DD)' if time_col == DAY else 'datetimes'}" if unparsable.any()
                    else f"{int(bad.sum())} of {df.height} values are null")
         raise fail(where, time_col, problem, _with_row(df).filter(bad))
-    out = df.select(USER_ID, ITEM_ID).with_columns(days)
-    if day is not None:
-        other = out[DAY] != day
-        if other.any():
-            raise fail(where, time_col, f"{int(other.sum())} of {df.height} rows are not on {day} (the file's day)",
-                       _with_row(df).filter(other))
-    return out
+    return days
 
 
 def check_interactions(day_df: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame, where: str) -> None:
@@ -217,5 +224,5 @@ def empty_day(day: dt.date, days: Sequence[dt.date], where: str) -> SourceDataEr
 
 
 __all__ = ["INTERACTION_SCHEMA", "SourceDataError", "cast_bool", "cast_id", "check_feature_types", "check_features",
-           "check_ids", "check_interactions", "day_expr", "empty_day", "examples", "fail", "require_columns",
+           "check_ids", "check_interactions", "day_expr", "empty_day", "examples", "fail", "parse_days", "require_columns",
            "to_interactions"]

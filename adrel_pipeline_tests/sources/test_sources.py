@@ -290,3 +290,53 @@ def test_postgres_source_equals_the_file_source(exported, tmp_path):
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         engine.dispose()
+
+
+@pytest.mark.deployment
+def test_postgres_timestamps_an_ads_table_and_wrong_types():
+    reason = _pg_unreachable()
+    if reason:
+        pytest.skip(reason)
+    import sqlalchemy as sa
+
+    from adrel_pipeline.sources import PostgresSource
+
+    schema = f"adrel_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        for statement in (
+            f"CREATE SCHEMA {schema}",
+            f"CREATE TABLE {schema}.users (user_id BIGINT, country TEXT)",
+            f"CREATE TABLE {schema}.items (item_id INTEGER, price DOUBLE PRECISION)",
+            f"CREATE TABLE {schema}.ads (item_id BIGINT)",
+            f'CREATE TABLE {schema}.events (user_id BIGINT, item_id BIGINT, "timestamp" TIMESTAMPTZ)',
+            f"CREATE TABLE {schema}.bad (user_id TEXT, item_id BIGINT, day DATE)",
+            f"INSERT INTO {schema}.users VALUES (1, 'fr'), (2, 'de'), (3, 'fr')",
+            f"INSERT INTO {schema}.items VALUES (10, 1.5), (11, 2.0), (12, 3.0)",
+            f"INSERT INTO {schema}.ads VALUES (12)",
+            # 23:30 at +02 and 01:00 at +03 are both 2026-03-01 in UTC.
+            (f"INSERT INTO {schema}.events VALUES (1, 10, '2026-03-01 23:30+02'), (2, 11, '2026-03-02 01:00+03'), "
+            f"(3, 12, '2026-03-02 12:00+00'), (3, 99, '2026-03-04 12:00+00')"),
+        ):
+            conn.exec_driver_sql(statement)
+    tables = {"users": f"{schema}.users", "items": f"{schema}.items", "interactions": f"{schema}.events",
+              "ads": f"{schema}.ads"}
+    try:
+        db = PostgresSource(PG_URL, tables)
+        assert db.features.user_columns == ("country",) and db.features.item_columns == ("price",)
+        assert db.items()["is_ad"].to_list() == [False, False, True]
+        assert db.days() == [dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 4)]
+        assert db.interactions(dt.date(2026, 3, 1))["user_id"].to_list() == [1, 2]
+        assert db.interactions(dt.date(2026, 3, 2))["day"].to_list() == [dt.date(2026, 3, 2)]
+        with pytest.raises(SourceDataError, match=r"events \(interactions\).*column 'item_id': 1 of 1 interactions"):
+            db.interactions(dt.date(2026, 3, 4))
+        with pytest.raises(SourceDataError, match=r"table .*\.bad \(interactions\).*column 'user_id': wrong type TEXT"):
+            PostgresSource(PG_URL, {**tables, "interactions": f"{schema}.bad"})
+        with pytest.raises(SourceDataError, match=r"table .*\.nope \(users\).*no such table"):
+            PostgresSource(PG_URL, {**tables, "users": f"{schema}.nope"})
+        with pytest.raises(SourceDataError, match=r"column 'gender': declared feature"):
+            PostgresSource(PG_URL, tables, features={"users": {"features": ["gender"]}})
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
