@@ -24,6 +24,7 @@ from adrel_pipeline.defs.shared.automation import (
 from adrel_pipeline.defs.shared.executors import executor_from_env
 from adrel_pipeline.defs.shared.io_manager import artifact_io_manager
 from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
+from adrel_pipeline.defs.shared.source import DataSource, is_synthetic
 from adrel_pipeline.defs.world import assets as world
 
 # Both jobs mix interaction_edges (a range of days in one run) with the per-day model assets, so
@@ -32,7 +33,11 @@ from adrel_pipeline.defs.world import assets as world
 warnings.filterwarnings("ignore", category=UserWarning,
                         message=r"Asset job (adrel_job|daily_retrain) materializes assets with varying BackfillPolicies")
 
-all_assets = dg.load_assets_from_modules([world, graph, relevance, audience, contextual, funnel])
+# A team's own data ($ADREL_SOURCE) runs the relevance pipeline; the audience and contextual groups
+# still need the synthetic world (its advertisers, contexts and raters): they load only on it.
+SYNTHETIC = is_synthetic()
+all_assets = dg.load_assets_from_modules(
+    [world, graph, relevance, audience, contextual, funnel] if SYNTHETIC else [world, graph, relevance])
 
 # Everything for one day: users and items (not partitioned) and that day's partition of the rest.
 # The audience group is partitioned by advertiser, not by day: it has its own job.
@@ -40,10 +45,10 @@ adrel_job = dg.define_asset_job("adrel_job", selection=dg.AssetSelection.all() -
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[adrel_job, daily_retrain_job, audience_expansion_job],
+    jobs=[adrel_job, daily_retrain_job] + ([audience_expansion_job] if SYNTHETIC else []),
     schedules=[daily_retrain_schedule],
-    sensors=[report_failed_runs, audience_inbox_sensor],
-    resources={"world": WorldResource(), "mlflow": MlflowTracking(), "audience": AudienceResource(),
-               "funnel": FunnelResource(), "io_manager": artifact_io_manager},
+    sensors=[report_failed_runs] + ([audience_inbox_sensor] if SYNTHETIC else []),
+    resources={"world": WorldResource(), "source": DataSource(), "mlflow": MlflowTracking(),
+               "audience": AudienceResource(), "funnel": FunnelResource(), "io_manager": artifact_io_manager},
     executor=executor_from_env(),
 )

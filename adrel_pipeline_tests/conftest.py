@@ -86,6 +86,7 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
     from adrel_pipeline.defs.contextual.resources import FunnelResource
     from adrel_pipeline.defs.shared.io_manager import artifact_io_manager
     from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
+    from adrel_pipeline.defs.shared.source import DataSource
 
     kwargs.setdefault("selection", MODEL_ASSETS)
     if "dagster/asset_partition_range_start" not in kwargs.get("tags", {}):
@@ -93,7 +94,8 @@ def materialize(instance, tracking_uri, run_config=RUN_CONFIG, world=SMALL_WORLD
     return dg.materialize(
         all_assets,
         instance=instance,
-        resources={"world": WorldResource(**world), "mlflow": MlflowTracking(tracking_uri=tracking_uri),
+        resources={"world": WorldResource(**world), "source": DataSource(source="synthetic"),
+                   "mlflow": MlflowTracking(tracking_uri=tracking_uri),
                    "audience": audience or AudienceResource(), "funnel": FunnelResource(**(funnel or {})),
                    "io_manager": artifact_io_manager},
         run_config=run_config,

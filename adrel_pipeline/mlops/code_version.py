@@ -21,8 +21,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 # The synthetic world's parameters and generative process.
 WORLD_MODULES = ("world/spec.py", "world/simulation.py")
+# + how users, items and a day's interactions are read and validated ($ADREL_SOURCE).
+SOURCE_MODULES = (*WORLD_MODULES, "sources/contract.py", "sources/validate.py", "sources/base.py",
+                  "sources/synthetic.py", "sources/files.py", "sources/postgres.py", "sources/env.py")
 # + the graph builder (node features and their declaration, distinct and reverse edges).
-GRAPH_MODULES = (*WORLD_MODULES, "graph/build.py", "graph/features.py")
+GRAPH_MODULES = (*SOURCE_MODULES, "graph/build.py", "graph/features.py")
 # + the link split and its parameters.
 SPLIT_MODULES = (*GRAPH_MODULES, "graph/split.py", "graph/spec.py")
 # + the model, its training loop and parameters; training selects the best epoch by the AUC of
@@ -32,7 +35,9 @@ TRAINING_MODULES = (*SPLIT_MODULES, "relevance/model.py", "relevance/training.py
 # + the Bayes-optimal scorer and the metrics it is measured with (and their sample's parameters).
 ORACLE_MODULES = (*SPLIT_MODULES, "world/oracle.py", "evaluation/metrics.py", "evaluation/spec.py")
 # The trained model, evaluated against the oracle, packaged as a pyfunc ranker: everything above.
-MODEL_MODULES = (*TRAINING_MODULES, *ORACLE_MODULES, "relevance/pyfunc_model.py", "relevance/ranking.py")
+# The model checks' rules and baselines decide whether a model is registered.
+MODEL_MODULES = (*TRAINING_MODULES, *ORACLE_MODULES, "relevance/pyfunc_model.py", "relevance/ranking.py",
+                 "evaluation/baselines.py", "evaluation/rules.py")
 
 # The audience system: the advertisers' truth, the universal embeddings, and the methods.
 ADVERTISER_MODULES = (*WORLD_MODULES, "world/advertisers.py")
@@ -54,9 +59,9 @@ RELEVANCE_MODEL_MODULES = (*LABEL_MODULES, "contextual/model.py", "contextual/tr
 MEASUREMENT_MODULES = (*RELEVANCE_MODEL_MODULES, "contextual/measurement.py", "evaluation/funnel_plots.py")
 
 MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
-    "users": WORLD_MODULES,
-    "items": WORLD_MODULES,
-    "interaction_edges": WORLD_MODULES,
+    "users": SOURCE_MODULES,
+    "items": SOURCE_MODULES,
+    "interaction_edges": SOURCE_MODULES,
     "hetero_graph": GRAPH_MODULES,
     "link_split": SPLIT_MODULES,
     "trained_gat": TRAINING_MODULES,

@@ -65,7 +65,9 @@ class PostgresSource(Source):
                  features: FeatureSpec | Mapping | None = None, engine: sa.Engine | None = None):
         self.tables = check_tables(tables)
         self.engine = engine or sa.create_engine(url)
-        self.name = f"postgresql:{self.engine.url.render_as_string(hide_password=True)}"
+        # Which tables too: one database may hold several teams' (or test runs') tables.
+        self.name = (f"postgresql:{self.engine.url.render_as_string(hide_password=True)} "
+                     f"({', '.join(f'{k}={v}' for k, v in self.tables.items())})")
         inspector = sa.inspect(self.engine)
         self._columns = {key: self._reflect(inspector, key) for key in self.tables}
         for key, column in ((USERS, USER_ID), (ITEMS, ITEM_ID), (INTERACTIONS, USER_ID), (INTERACTIONS, ITEM_ID),

@@ -20,13 +20,16 @@ class SyntheticSource(Source):
 
     has_truth = True
 
-    def __init__(self, spec: WorldSpec | None = None, last_day: dt.date | None = None):
+    def __init__(self, spec: WorldSpec | None = None, last_day: dt.date | None = None,
+                 users: pl.DataFrame | None = None, items: pl.DataFrame | None = None):
+        """``users`` and ``items``: the world's tables when the caller already has them (the pipeline's
+        upstream assets), so that a day's interactions do not generate them again."""
         self.spec = spec or WorldSpec()
         self.last_day = last_day
         self.features = synthetic_features()
         self.name = f"synthetic:{self.spec.fingerprint}"
-        self._users: pl.DataFrame | None = None
-        self._items: pl.DataFrame | None = None
+        self._users: pl.DataFrame | None = users
+        self._items: pl.DataFrame | None = items
 
     def users(self) -> pl.DataFrame:
         if self._users is None:

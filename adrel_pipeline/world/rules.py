@@ -109,3 +109,16 @@ def daily_counts(interactions: pl.DataFrame, expected: Mapping[dt.date, int]) ->
         problems.append(f"{plural(null_days, 'row')} with a null day")
     return outcome(problems, f"{len(found)} days, {interactions.height} rows, each day as configured "
                               f"({expected_rows} rows expected)", meta)
+
+
+def features_in_vocabularies(df: pl.DataFrame, vocabularies: Mapping[str, Sequence[str]]) -> CheckOutcome:
+    """Every column of ``df`` with a declared vocabulary takes only its values: a value outside it
+    would have no one-hot column (the graph builder refuses it)."""
+    declared = {c: v for c, v in vocabularies.items() if c in df.columns}
+    results = {c: values_in_vocabulary(df, c, v) for c, v in declared.items()}
+    meta: Metadata = {"columns_checked": len(results)}
+    for column, result in results.items():
+        meta |= {f"{column}/{k}": v for k, v in result.metadata.items()}
+    problems = [r.description for r in results.values() if not r.passed]
+    checked = ", ".join(results) or "no column with a declared vocabulary"
+    return outcome(problems, f"{df.height} rows; in vocabulary: {checked}", meta)

@@ -8,8 +8,8 @@ from dagster._core.event_api import PartitionKeyFilter
 from adrel_pipeline.definitions import all_assets
 from adrel_pipeline.defs.shared import checks
 from adrel_pipeline.defs.shared.partitions import daily
-from adrel_pipeline.defs.world import assets as world_assets
 from adrel_pipeline.outcomes import CheckOutcome
+from adrel_pipeline.sources import synthetic
 from adrel_pipeline_tests.conftest import WORLD_ASSETS, materialize, range_tags, sqlite_uri
 
 BAD, GOOD = "2026-01-01", "2026-01-02"
@@ -43,13 +43,13 @@ def test_checks_of_partitioned_assets_are_partitioned_like_their_asset():
 @pytest.fixture
 def bad_day(monkeypatch):
     """The generator loses 3 rows of BAD (and only BAD): its daily count check fails."""
-    real = world_assets.generate_day
+    real = synthetic.generate_day
 
     def three_rows_short_on_bad_day(spec, users, items, day):
         df = real(spec, users, items, day)
         return df.head(df.height - 3) if day.isoformat() == BAD else df
 
-    monkeypatch.setattr(world_assets, "generate_day", three_rows_short_on_bad_day)
+    monkeypatch.setattr(synthetic, "generate_day", three_rows_short_on_bad_day)
     return monkeypatch
 
 

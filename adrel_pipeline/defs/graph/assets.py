@@ -12,6 +12,7 @@ from adrel_pipeline.defs.shared.checks import Check
 from adrel_pipeline.defs.shared.params import config_for
 from adrel_pipeline.defs.shared.partitions import daily, window_days, window_mapping
 from adrel_pipeline.defs.shared.resources import WorldResource
+from adrel_pipeline.defs.shared.source import DataSource
 from adrel_pipeline.graph.spec import SplitSpec
 from adrel_pipeline.mlops.code_version import asset_code_version
 
@@ -30,16 +31,20 @@ GRAPH_CHECKS = [
           check_specs=checks.specs("hetero_graph", GRAPH_CHECKS, daily),
           description=f"User / ad / organic-pin graph of the {WINDOW_DAYS} days of interactions ending at the "
                       "partition's day: one feature row per node, distinct edges, reverse edges added.")
-def hetero_graph(users: pl.DataFrame, items: pl.DataFrame, interaction_edges: pl.DataFrame):
+def hetero_graph(world: WorldResource, source: DataSource, users: pl.DataFrame, items: pl.DataFrame,
+                 interaction_edges: pl.DataFrame):
     from adrel_pipeline.graph import rules as validation
     from adrel_pipeline.graph.build import build_hetero_graph, graph_summary
 
-    graph = build_hetero_graph(users, items, interaction_edges)
+    # The features the data source declares (the synthetic world's: age group, interest, category).
+    features = source.open(world.spec()).features
+    graph = build_hetero_graph(users, items, interaction_edges, features)
     days = interaction_edges["day"].unique().sort()
     pairs = interaction_edges.select("user_id", "item_id")
     yield from checks.emit(dg.Output(graph, metadata={
         **graph_summary(graph),
         **{f"feature_dim/{t}": int(graph[t].x.shape[1]) for t in graph.node_types},
+        "features": dg.MetadataValue.json({**graph.feature_names, "cross": features.as_dict()["cross"]}),
         "window_start": str(days.min()), "window_end": str(days.max()), "window_days": days.len(),
         "interactions": interaction_edges.height,
         "duplicate_events_removed": pairs.height - pairs.unique().height,

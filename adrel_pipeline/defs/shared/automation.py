@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from adrel_pipeline.defs.shared.source import is_synthetic
+
 # The day's interactions, then the graph, split, model and evaluation for that day. users and
 # items are not partitioned and never change for a world: `make run` (or the UI) materializes
 # them once.
@@ -12,8 +14,9 @@ daily_retrain_job = dg.define_asset_job(
     # The audience group reads a fixed embedding window and is partitioned by advertiser: not daily.
     # The contextual group's day (candidate log, labels, relevance model) needs no interactions; the
     # funnel group follows the relevance model and the GAT (test_auc), which serves home's pCTR.
+    # A team's own data has no contextual group (definitions.py).
     selection=(dg.AssetSelection.assets("interaction_edges").downstream() - dg.AssetSelection.groups("audience"))
-    | dg.AssetSelection.assets("candidate_log").downstream(),
+    | (dg.AssetSelection.assets("candidate_log").downstream() if is_synthetic() else dg.AssetSelection.assets()),
     description="Materialize one day's interactions and retrain the model on the window ending that day; log the "
                 "day's ad candidates, label them, retrain the contextual relevance model, measure it in the "
                 "serving funnel (launch checks, trend, A/A and A/B tests) and register it.",

@@ -15,12 +15,16 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-FIRST_DAY = "2026-01-01"
+from adrel_pipeline.defs.shared.source import data_first_day
+from adrel_pipeline.sources.contract import SYNTHETIC_FIRST_DAY
+
+FIRST_DAY = SYNTHETIC_FIRST_DAY.isoformat()
 DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 365
 WINDOW_DAYS_ENV = "ADREL_WINDOW_DAYS"
 
-daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY)
+# A team's own data starts on its first day ($ADREL_SOURCE, read when the code location loads).
+daily = dg.DailyPartitionsDefinition(start_date=data_first_day() or FIRST_DAY)
 
 
 def window_days(environ: dict[str, str] | None = None) -> int:

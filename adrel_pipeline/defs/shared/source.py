@@ -1,0 +1,73 @@
+"""Where ``users``, ``items`` and ``interaction_edges`` come from: ``$ADREL_SOURCE``.
+
+A deployment setting next to ``$ADREL_WORLD``, read when the code location loads (the first daily
+partition is the data's first day, and the asset graph depends on the source):
+
+* unset or ``synthetic``: the synthetic world (the ``world`` resource, overridable per run);
+* a directory of files, or a PostgreSQL database (a SQLAlchemy URL, or a YAML file naming the URL
+  and tables): a team's own data, in the contract of :mod:`adrel_pipeline.sources`.
+
+Everything downstream of the three assets reads them as it reads the synthetic world's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from adrel_pipeline.sources.env import SOURCE_ENV
+from adrel_pipeline.world.spec import WorldSpec
+
+SYNTHETIC = "synthetic"
+
+
+def source_setting(environ: dict[str, str] | None = None) -> str:
+    """``$ADREL_SOURCE`` as given, ``synthetic`` when unset."""
+    return (os.environ if environ is None else environ).get(SOURCE_ENV, "").strip() or SYNTHETIC
+
+
+def is_synthetic(environ: dict[str, str] | None = None) -> bool:
+    return source_setting(environ) == SYNTHETIC
+
+
+def open_source(setting: str, world: WorldSpec, **tables):
+    """The :mod:`adrel_pipeline.sources` source that ``setting`` names; the synthetic one generates
+    ``world`` (from its ``users`` and ``items`` when given: they are its input)."""
+    from adrel_pipeline.sources import SyntheticSource, source_from_env
+
+    if setting == SYNTHETIC:
+        return SyntheticSource(world, **tables)
+    return source_from_env({**os.environ, SOURCE_ENV: setting})
+
+
+def data_first_day(environ: dict[str, str] | None = None) -> str | None:
+    """The data's first day (the first daily partition) for a source of a team's own data; None for
+    the synthetic world, whose days start at a fixed date."""
+    if is_synthetic(environ):
+        return None
+    from adrel_pipeline.sources import source_from_env
+
+    try:
+        return source_from_env(dict(os.environ if environ is None else environ)).first_day().isoformat()
+    except Exception as err:
+        raise RuntimeError(f"{SOURCE_ENV}={source_setting(environ)!r}: cannot read the data's first day "
+                           f"({type(err).__name__}: {err}). Fix the source, or unset {SOURCE_ENV} for the "
+                           "synthetic world.") from err
+
+
+class DataSource(dg.ConfigurableResource):
+    """The deployment's data source (``$ADREL_SOURCE``): ``synthetic``, a directory, or a database."""
+
+    source: str = Field(default=source_setting(), description=(
+        "synthetic (the world resource's generator), a directory of files (users, items, "
+        "interactions/<day>), a PostgreSQL SQLAlchemy URL, or a YAML file naming one and its tables. "
+        "Default: $ADREL_SOURCE when the code location loaded."))
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == SYNTHETIC
+
+    def open(self, world: WorldSpec, **tables):
+        return open_source(self.source, world, **tables)

@@ -1,0 +1,125 @@
+"""A team's own data ($ADREL_SOURCE): the synthetic world exported to the file contract, then run
+through the real CLI from those files, gives the synthetic path's graph and test AUC."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from adrel_pipeline_tests.conftest import (
+    DG_CLI,
+    RUN_CONFIG,
+    SMALL_WORLD,
+    WEEK,
+    dagster_home,
+    metadata,
+    sqlite_uri,
+    week_in_a_fresh_store,
+)
+from adrel_pipeline_tests.sources.test_sources import PG_URL, _pg_unreachable
+
+REPO = Path(__file__).resolve().parents[2]
+FIRST, LAST = WEEK[0].isoformat(), WEEK[-1].isoformat()
+# Per node and edge type: what the graph is made of.
+GRAPH_KEYS = ("num_nodes/user", "num_nodes/ad", "num_nodes/non_ad", "feature_dim/user", "feature_dim/ad")
+
+
+def run(args: list[str], env: dict, what: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert proc.returncode == 0, f"{what} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def run_pipeline(source: str, tmp: Path) -> Path:
+    """`make run`'s relevance commands with ``ADREL_SOURCE=source``, in a fresh DAGSTER_HOME and MLflow
+    store under ``tmp``; no ADREL_WORLD, so nothing can fall back to the generator. Returns the home."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "run.yaml").write_text(yaml.safe_dump(RUN_CONFIG))
+    home = dagster_home(tmp / "home")
+    env = {k: v for k, v in os.environ.items() if k != "ADREL_WORLD"} | {
+        "VIRTUAL_ENV": sys.prefix, "ADREL_SOURCE": source, "DAGSTER_HOME": str(home), "ADREL_STATE_DIR": str(tmp),
+        "MLFLOW_TRACKING_URI": sqlite_uri(tmp)}
+    run([DG_CLI, "launch", "--assets", "users,items,interaction_edges", "--partition-range", f"{FIRST}...{LAST}"],
+        env, f"the week from {source}")
+    run([DG_CLI, "launch", "--assets", "hetero_graph*", "--partition", LAST, "-c", str(tmp / "run.yaml")],
+        env, f"the model from {source}")
+    return home
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """The small world in the file contract (``python -m adrel_pipeline.export``)."""
+    tmp = tmp_path_factory.mktemp("export")
+    (tmp / "world.yaml").write_text(yaml.safe_dump(SMALL_WORLD))
+    run([sys.executable, "-m", "adrel_pipeline.export", "--to", str(tmp / "data"), "--first-day", FIRST,
+         "--last-day", LAST], {**os.environ, "ADREL_WORLD": str(tmp / "world.yaml")}, "export")
+    return tmp / "data"
+
+
+@pytest.fixture(scope="module")
+def from_files(exported, tmp_path_factory):
+    """The pipeline run from the export's files: (DAGSTER_HOME, the export's directory)."""
+    return run_pipeline(str(exported), tmp_path_factory.mktemp("from_files")), exported
+
+
+def stored_metadata(home: Path, monkeypatch, *keys: str) -> list[dict]:
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the project's dagster.yaml places storage by it
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        out = [metadata(instance, key) for key in keys]
+    monkeypatch.undo()
+    return out
+
+
+@pytest.mark.slow
+def test_the_exported_world_run_from_files_gives_the_synthetic_graph_and_test_auc(from_files, tmp_path,
+                                                                                 monkeypatch):
+    home, data = from_files
+    graph, evaluation, users = stored_metadata(home, monkeypatch, "hetero_graph", "test_auc", "users")
+    with week_in_a_fresh_store(tmp_path) as (instance, _):
+        synthetic_graph, synthetic = metadata(instance, "hetero_graph"), metadata(instance, "test_auc")
+    assert {k: graph[k] for k in GRAPH_KEYS} == {k: synthetic_graph[k] for k in GRAPH_KEYS}
+    for key in ("test_auc", "val_auc", "train_auc", "baseline_logreg_auc", "baseline_popularity_auc"):
+        assert evaluation[key] == pytest.approx(synthetic[key], abs=1e-9), key
+    # The files carry no generator truth: the oracle is reported unavailable, never made up.
+    assert "oracle_auc" in synthetic and "oracle_auc" not in evaluation
+    assert not evaluation["oracle_available"] and synthetic["oracle_available"]
+    assert str(data) in users["source"]
+
+
+@pytest.mark.deployment
+@pytest.mark.slow
+def test_the_export_loaded_into_postgresql_gives_the_same_result_as_the_files(from_files, tmp_path, monkeypatch):
+    reason = _pg_unreachable()
+    if reason:
+        pytest.skip(reason)
+    import sqlalchemy as sa
+
+    from adrel_pipeline.sources import load_directory
+
+    files_home, data = from_files
+    schema = f"adrel_e2e_{uuid.uuid4().hex[:10]}"
+    tables = {name: f"{schema}.{name}" for name in ("users", "items", "interactions")}
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        load_directory(data, PG_URL, tables)
+        # The database's config: its URL and tables, and the export's feature declaration.
+        config = {"url": PG_URL, "tables": tables, **yaml.safe_load((data / "adrel.yaml").read_text())}
+        (tmp_path / "db.yaml").write_text(yaml.safe_dump(config))
+        db_home = run_pipeline(str(tmp_path / "db.yaml"), tmp_path / "from_db")
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
+    db_graph, db_eval, db_users = stored_metadata(db_home, monkeypatch, "hetero_graph", "test_auc", "users")
+    file_graph, file_eval = stored_metadata(files_home, monkeypatch, "hetero_graph", "test_auc")
+    assert {k: db_graph[k] for k in GRAPH_KEYS} == {k: file_graph[k] for k in GRAPH_KEYS}
+    for key in ("test_auc", "val_auc", "train_auc", "baseline_logreg_auc"):
+        assert db_eval[key] == pytest.approx(file_eval[key], abs=1e-9), key
+    assert schema in db_users["source"]
