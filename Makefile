@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STATE ?= $(CURDIR)/.adrel
+# A team's own data ($ADREL_SOURCE, README "Your own data") keeps its state apart, one folder per source.
+SOURCE_ID := $(if $(filter-out synthetic,$(ADREL_SOURCE)),source-$(shell printf %s "$(ADREL_SOURCE)" | md5sum | cut -c1-8))
+STATE ?= $(CURDIR)/.adrel$(if $(SOURCE_ID),/$(SOURCE_ID))
 export DAGSTER_HOME ?= $(STATE)/dagster_home
 # The code finds its default MLflow store (sqlite) here too: $(STATE)/mlflow.db, artifacts beside it.
 export ADREL_STATE_DIR := $(STATE)
@@ -23,7 +25,7 @@ export ADREL_EMBEDDING_DAY ?= $(RUN_DAY)
 ADVERTISER_RANGE = $(shell $(PY) -c 'from adrel_pipeline.world import deployment_world; \
 	from adrel_pipeline.world.advertisers import advertiser_range; print(advertiser_range(deployment_world()))')
 
-.PHONY: install check run test test-fast ui mlflow-ui deploy-up deploy-down deploy-status bench clean
+.PHONY: install check run run-source test test-fast ui mlflow-ui deploy-up deploy-down deploy-status bench clean
 
 # torch first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 $(VENV)/.installed: pyproject.toml
@@ -48,6 +50,7 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 ## per-method, per-bucket table, the labels' and relevance model's quality figures, and the funnel's
 ## fraction relevant per stage, holdout gap and revenue.
 run: install $(DAGSTER_HOME)/dagster.yaml
+	@if [ -n "$(SOURCE_ID)" ]; then echo "ADREL_SOURCE is set: make run is the synthetic world's pipeline; for your data run make run-source" >&2; exit 2; fi
 	@echo "== users, items, advertisers, the ad inventory and the interactions of $(FIRST_DAY)...$(RUN_DAY) (one run)"
 	$(DG) launch --assets users,items,advertisers,ad_inventory,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
 	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
@@ -57,6 +60,17 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 	@echo "== contextual relevance of $(SERVE_DAY): the day's candidate log, its labelling job, the calibrated relevance model, and the serving funnel (launch checks, trend, A/A and A/B tests)"
 	$(DG) launch --assets 'candidate_log*' --partition $(SERVE_DAY) -c config/console-info.yaml
 	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) --audience --contextual $(SERVE_DAY)
+
+## A team's own data ($$ADREL_SOURCE: a directory, a postgresql:// URL or a .yaml file; README "Your
+## own data"), in its own state folder: users, items and the interactions of FIRST_DAY...RUN_DAY in
+## one run, the model of RUN_DAY, its report. Set FIRST_DAY / RUN_DAY to your data's days.
+run-source: install $(DAGSTER_HOME)/dagster.yaml
+	@if [ -z "$(SOURCE_ID)" ]; then echo "set ADREL_SOURCE to your data: a directory, a postgresql:// URL or a .yaml file (README: Your own data)" >&2; exit 2; fi
+	@echo "== users, items and the interactions of $(FIRST_DAY)...$(RUN_DAY) from $(ADREL_SOURCE) (one run)"
+	$(DG) launch --assets users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
+	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
+	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
+	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY)
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
 check: install $(DAGSTER_HOME)/dagster.yaml

@@ -14,6 +14,7 @@ from adrel_pipeline.defs.shared.checks import Check
 from adrel_pipeline.defs.shared.params import config_for
 from adrel_pipeline.defs.shared.partitions import daily, next_day_mapping, window_days
 from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
+from adrel_pipeline.defs.shared.source import DataSource
 from adrel_pipeline.evaluation import rules
 from adrel_pipeline.evaluation.spec import RankingSpec
 from adrel_pipeline.mlops import packaging, registry, store
@@ -259,7 +260,7 @@ def _newest_model_day(context: dg.AssetExecutionContext) -> str | None:
           ins={"next_day": dg.AssetIn("interaction_edges", partition_mapping=next_day_mapping(),
                                       metadata={"optional": True})})
 def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world: WorldResource,
-             mlflow: MlflowTracking, trained_gat: dict, link_split: dict, oracle_metrics: dict,
+             source: DataSource, mlflow: MlflowTracking, trained_gat: dict, link_split: dict, oracle_metrics: dict,
              users: pl.DataFrame, items: pl.DataFrame, next_day: pl.DataFrame | None):
     """The trained model's AUC and ranking metrics on held-out test links, beside the oracle's, and
     on the next day's new links when that day exists (``next_day_auc``).
@@ -344,6 +345,8 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
 
     record = trained_gat["mlflow"]
     name = mlflow.registered_model_name
+    # Which data the version was trained on: the synthetic world's fingerprint, or the source's.
+    data_fingerprint = source.fingerprint(world.spec())
     partition = context.partition_key if context.has_partition_key else None
     with store.run(run_id=record["run_id"]):
         # One step past the last epoch: train_auc and val_auc share names with the per-epoch curves,
@@ -357,10 +360,10 @@ def test_auc(context: dg.AssetExecutionContext, config: ModelChecksConfig, world
                 packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
                 metrics["test_auc"], _champion_comparison(test, scores),
                 tags={"dagster.run_id": context.run.run_id, "code_version": CODE_VERSION,
-                      "world_fingerprint": world.fingerprint, "window_days": str(window_days())},
+                      "world_fingerprint": data_fingerprint, "window_days": str(window_days())},
                 partition=partition, newest_materialized=_newest_model_day(context),
             )
-            store.set_tags({"adrel.world_fingerprint": world.fingerprint})
+            store.set_tags({"adrel.world_fingerprint": data_fingerprint})
             if promotion.champion_test_auc is not None:
                 store.log_metrics({"champion_test_auc": promotion.champion_test_auc})
             return promotion

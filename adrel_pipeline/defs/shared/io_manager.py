@@ -132,16 +132,17 @@ class LocalArtifactIOManager(dg.IOManager):
 
 
 @dg.io_manager(
-    required_resource_keys={"world"},
+    required_resource_keys={"world", "source"},
     config_schema={"base_dir": dg.Field(dg.Noneable(str), default_value=None,
                                         description="Where values are stored. Default: the instance's storage folder.")},
     description="Parquet tables and weights-only torch files, stamped with the run's world fingerprint.",
 )
 def artifact_io_manager(init_context: dg.InitResourceContext) -> LocalArtifactIOManager:
     # The world resource as this run configured it (run-config overrides included): a nested
-    # resource would see only the code location's defaults.
+    # resource would see only the code location's defaults. A team's own data: its source's stamp.
     base = init_context.resource_config["base_dir"] or init_context.instance.storage_directory()
-    return LocalArtifactIOManager(Path(base), init_context.resources.world.fingerprint)
+    resources = init_context.resources
+    return LocalArtifactIOManager(Path(base), resources.source.fingerprint(resources.world.spec()))
 
 
 def stored_value(instance: dg.DagsterInstance, asset: str) -> Any | None:

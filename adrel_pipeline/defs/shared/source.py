@@ -12,6 +12,7 @@ Everything downstream of the three assets reads them as it reads the synthetic w
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import dagster as dg
@@ -71,3 +72,11 @@ class DataSource(dg.ConfigurableResource):
 
     def open(self, world: WorldSpec, **tables):
         return open_source(self.source, world, **tables)
+
+    def fingerprint(self, world: WorldSpec) -> str:
+        """What the data is: the synthetic world's fingerprint, else the source setting's hash. Stored
+        values, model versions and reports carry it, so values of one source are never read as
+        another's."""
+        if self.synthetic:
+            return world.fingerprint
+        return "source-" + hashlib.sha256(self.source.encode()).hexdigest()[:12]
