@@ -123,3 +123,36 @@ def test_the_export_loaded_into_postgresql_gives_the_same_result_as_the_files(fr
     for key in ("test_auc", "val_auc", "train_auc", "baseline_logreg_auc"):
         assert db_eval[key] == pytest.approx(file_eval[key], abs=1e-9), key
     assert schema in db_users["source"]
+
+
+def load_code_location(source: str, code: str) -> subprocess.CompletedProcess:
+    """``code`` run in a fresh process whose ``ADREL_SOURCE`` is ``source`` (it is read at load)."""
+    env = {k: v for k, v in os.environ.items() if k != "ADREL_WORLD"} | {"ADREL_SOURCE": source}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                          check=False)
+
+
+@pytest.mark.slow
+def test_the_daily_partitions_start_on_the_datas_first_day_and_only_the_relevance_groups_load(tmp_path):
+    (tmp_path / "interactions").mkdir()
+    (tmp_path / "users.csv").write_text("user_id,country\n1,FR\n2,DE\n")
+    (tmp_path / "items.csv").write_text("item_id,is_ad,topic\n10,true,a\n11,false,b\n")
+    for day in ("2025-03-10", "2025-03-11"):
+        (tmp_path / "interactions" / f"{day}.csv").write_text("user_id,item_id\n1,10\n2,11\n")
+    proc = load_code_location(str(tmp_path), (
+        "from adrel_pipeline.definitions import defs\n"
+        "from adrel_pipeline.defs.shared.partitions import daily\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}\n"
+        "print(daily.get_first_partition_key(), sorted(groups))"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, groups = proc.stdout.split(" ", 1)
+    assert first == "2025-03-10"
+    assert groups.strip() == str(["graph", "model", "world"])  # no audience, contextual or funnel group
+
+
+@pytest.mark.slow
+def test_a_source_that_cannot_be_read_fails_the_code_location_naming_the_setting(tmp_path):
+    proc = load_code_location(str(tmp_path / "nowhere"), "import adrel_pipeline.definitions")
+    assert proc.returncode != 0
+    assert "ADREL_SOURCE" in proc.stderr and str(tmp_path / "nowhere") in proc.stderr
