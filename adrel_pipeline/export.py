@@ -28,9 +28,8 @@ from adrel_pipeline.graph.features import synthetic_features
 from adrel_pipeline.sources.base import features_to_config
 from adrel_pipeline.sources.contract import CONFIG_FILE, INTERACTION_SCHEMA, INTERACTIONS, ITEMS, USERS
 from adrel_pipeline.world import WorldSpec, deployment_world, generate_day, generate_items, generate_users
+from adrel_pipeline.world.oracle import TRUTH_COLUMNS
 
-# The generator's latent truth: what a real platform never observes, so never exported.
-TRUTH_COLUMNS = {USERS: ("true_activity", "taste"), ITEMS: ("style", "popularity")}
 DEFAULT_FIRST_DAY = dt.date(2026, 1, 1)  # the make run week (Makefile FIRST_DAY..RUN_DAY)
 DEFAULT_LAST_DAY = dt.date(2026, 1, 7)
 FORMATS = ("parquet", "csv")
@@ -65,6 +64,7 @@ def export_world(spec: WorldSpec, target: str | Path, first_day: dt.date = DEFAU
     tmp.mkdir()
     try:
         users, items = generate_users(spec), generate_items(spec)
+        # The generator's latent truth: what a real platform never observes, so never exported.
         _write(users.drop(TRUTH_COLUMNS[USERS]), tmp / f"{USERS}.{fmt}")
         _write(items.drop(TRUTH_COLUMNS[ITEMS]), tmp / f"{ITEMS}.{fmt}")
         say(f"users: {users.height}, items: {items.height} ({int(items['is_ad'].sum())} ads)")
