@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{'next_day_auc':>24}: not yet (the next day's interactions are not materialized)")
     print(f"{'model version':>24}: v{md['mlflow_model_version']} -> {md['promotion']} ({md['promotion_reason']})")
-    print(f"{'world':>24}: {md['world_fingerprint']}")
+    # A team's own data is stamped with its source's fingerprint (source-<hash>), not a world's.
+    data = md["world_fingerprint"]
+    print(f"{'data' if data.startswith('source-') else 'world':>24}: {data}")
     print(f"{'mlflow run':>24}: {md['mlflow_run_url']}")
     status = audience(instance) if args.audience else 0
     if args.contextual is None:
