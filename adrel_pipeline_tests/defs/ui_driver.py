@@ -43,6 +43,22 @@ _WITH_DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, si
                         "os.execv(sys.argv[1], sys.argv[1:])")
 
 
+def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM ``proc``'s process group (dg dev, dagster-webserver and mlflow server shut their
+    children down on it) and wait up to ``timeout``; then whatever is left in the group (a hung
+    child, an orphaned run worker) is killed outright."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 class DagsterDev:
     """`dg dev -w workspace.yaml` (as `make ui`) for the project's workspace, on a fresh DAGSTER_HOME under ``tmp``."""
 
@@ -124,17 +140,7 @@ class DagsterDev:
     def stop(self, timeout: float = 30) -> None:
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # dg dev (dagster dev) shuts its children down on SIGTERM
-            self.proc.wait(timeout=timeout)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            pass
-        # Whatever is left in the group (a hung child, an orphaned run worker) is killed outright.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+        stop_process_group(self.proc, timeout)
         self.proc = None
 
     def log_tail(self, chars: int = 4000) -> str:

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from adrel_pipeline_tests.conftest import SMALL_WORLD
-from adrel_pipeline_tests.defs.ui_driver import REPO, DagsterDev, free_port
+from adrel_pipeline_tests.defs.ui_driver import REPO, DagsterDev, free_port, stop_process_group
 
 DEPLOY = REPO / "scripts" / "deploy.py"
 ENV_FILE = REPO / "config" / "deployment" / "deploy.env"
@@ -245,15 +244,6 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+            stop_process_group(self.proc, timeout=20)
             self.proc = None
         pg_execute("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
