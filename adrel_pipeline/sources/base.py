@@ -50,6 +50,12 @@ class Source(ABC):
     def interactions(self, day: dt.date) -> pl.DataFrame:
         """That day's interactions only (:data:`~.contract.INTERACTION_SCHEMA`), checked."""
 
+    def with_known(self, users: pl.DataFrame, items: pl.DataFrame) -> Source:
+        """Check each day's interactions against these users and items (the pipeline's materialized
+        tables) instead of reading the source's again."""
+        self._ids = (users.select(USER_ID), items.select(ITEM_ID))
+        return self
+
     def _known_ids(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         # Read once per source: every day's interactions are checked against the same ids.
         if getattr(self, "_ids", None) is None:

@@ -156,3 +156,26 @@ def test_a_source_that_cannot_be_read_fails_the_code_location_naming_the_setting
     proc = load_code_location(str(tmp_path / "nowhere"), "import adrel_pipeline.definitions")
     assert proc.returncode != 0
     assert "ADREL_SOURCE" in proc.stderr and str(tmp_path / "nowhere") in proc.stderr
+
+
+@pytest.mark.slow
+def test_bad_data_fails_the_step_naming_file_and_ids_and_writes_no_day(tmp_path):
+    data = tmp_path / "data"
+    (data / "interactions").mkdir(parents=True)
+    (data / "users.csv").write_text("user_id,country\n1,FR\n2,DE\n")
+    (data / "items.csv").write_text("item_id,is_ad,topic\n10,true,a\n11,false,b\n")
+    (data / "interactions" / "2025-03-10.csv").write_text("user_id,item_id\n1,10\n2,11\n")
+    (data / "interactions" / "2025-03-11.csv").write_text("user_id,item_id\n1,10\n99,11\n")  # user 99 unknown
+    home = dagster_home(tmp_path / "home")
+    env = {k: v for k, v in os.environ.items() if k != "ADREL_WORLD"} | {
+        "VIRTUAL_ENV": sys.prefix, "ADREL_SOURCE": str(data), "DAGSTER_HOME": str(home),
+        "ADREL_STATE_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": sqlite_uri(tmp_path)}
+    proc = subprocess.run([DG_CLI, "launch", "--assets", "users,items,interaction_edges",
+                           "--partition-range", "2025-03-10...2025-03-11"],
+                          capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "2025-03-11.csv" in output and "user_id" in output and "99" in output, output[-3000:]
+    # The range is one run: its good first day is not written either.
+    stored = home / "storage" / "interaction_edges"
+    assert not stored.exists() or not any(stored.iterdir())

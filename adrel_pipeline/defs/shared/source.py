@@ -34,13 +34,15 @@ def is_synthetic(environ: dict[str, str] | None = None) -> bool:
 
 
 def open_source(setting: str, world: WorldSpec, **tables):
-    """The :mod:`adrel_pipeline.sources` source that ``setting`` names; the synthetic one generates
-    ``world`` (from its ``users`` and ``items`` when given: they are its input)."""
+    """The :mod:`adrel_pipeline.sources` source that ``setting`` names. Given the pipeline's ``users``
+    and ``items``, the synthetic world generates its days from them, and any other source checks its
+    days' ids against them, instead of producing them again."""
     from adrel_pipeline.sources import SyntheticSource, source_from_env
 
     if setting == SYNTHETIC:
         return SyntheticSource(world, **tables)
-    return source_from_env({**os.environ, SOURCE_ENV: setting})
+    source = source_from_env({**os.environ, SOURCE_ENV: setting})
+    return source.with_known(**tables) if tables else source
 
 
 def data_first_day(environ: dict[str, str] | None = None) -> str | None:
