@@ -28,7 +28,6 @@ class Source(ABC):
 
     name: str
     features: FeatureSpec
-    has_truth: bool = False  # only the synthetic world carries the generator's latent truth
 
     @abstractmethod
     def users(self) -> pl.DataFrame: ...

@@ -18,8 +18,6 @@ class SyntheticSource(Source):
     (default: yesterday, UTC, the last complete day of the daily partitions); any day from the first
     on can be generated, so :meth:`interactions` never needs ``last_day``."""
 
-    has_truth = True
-
     def __init__(self, spec: WorldSpec | None = None, last_day: dt.date | None = None,
                  users: pl.DataFrame | None = None, items: pl.DataFrame | None = None):
         """``users`` and ``items``: the world's tables when the caller already has them (the pipeline's

@@ -80,11 +80,16 @@ def cast_id(df: pl.DataFrame, column: str, where: str) -> pl.DataFrame:
     raise fail(where, column, f"wrong type {dtype}: ids must be integers")
 
 
-def check_ids(df: pl.DataFrame, column: str, where: str) -> None:
-    """``column`` is non-null and unique."""
+def check_not_null(df: pl.DataFrame, column: str, where: str) -> None:
+    """``column`` (an id) has no null."""
     nulls = int(df[column].null_count())
     if nulls:
         raise fail(where, column, f"{nulls} of {df.height} ids are null", _with_row(df).filter(pl.col(column).is_null()))
+
+
+def check_ids(df: pl.DataFrame, column: str, where: str) -> None:
+    """``column`` is non-null and unique."""
+    check_not_null(df, column, where)
     dup = df[column].is_duplicated()
     if dup.any():
         rows = _with_row(df).filter(dup).sort(column, "row")
@@ -138,10 +143,7 @@ def to_interactions(df: pl.DataFrame, where: str, day: dt.date | None = None) ->
     require_columns(df.columns, (USER_ID, ITEM_ID), where)
     for column in (USER_ID, ITEM_ID):
         df = cast_id(df, column, where)
-        nulls = int(df[column].null_count())
-        if nulls:
-            raise fail(where, column, f"{nulls} of {df.height} ids are null",
-                       _with_row(df).filter(pl.col(column).is_null()))
+        check_not_null(df, column, where)
     time_col = DAY if DAY in df.columns else TIMESTAMP if TIMESTAMP in df.columns else None
     if time_col is None:
         if day is None:
@@ -223,6 +225,21 @@ def empty_day(day: dt.date, days: Sequence[dt.date], where: str) -> SourceDataEr
     return fail(where, DAY, f"no interactions on {day} (an empty day); the data has {span}; nearest days: {nearby}")
 
 
-__all__ = ["INTERACTION_SCHEMA", "SourceDataError", "cast_bool", "cast_id", "check_feature_types", "check_features",
-           "check_ids", "check_interactions", "day_expr", "empty_day", "examples", "fail", "parse_days", "require_columns",
-           "to_interactions"]
+__all__ = [
+    "INTERACTION_SCHEMA",
+    "SourceDataError",
+    "cast_bool",
+    "cast_id",
+    "check_feature_types",
+    "check_features",
+    "check_ids",
+    "check_interactions",
+    "check_not_null",
+    "day_expr",
+    "empty_day",
+    "examples",
+    "fail",
+    "parse_days",
+    "require_columns",
+    "to_interactions",
+]

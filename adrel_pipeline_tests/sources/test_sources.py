@@ -23,6 +23,7 @@ from adrel_pipeline.sources import (
 )
 from adrel_pipeline.sources.contract import INTERACTION_SCHEMA
 from adrel_pipeline.world import WorldSpec, generate_day, generate_items, generate_users
+from adrel_pipeline.world.oracle import has_truth
 from adrel_pipeline_tests.conftest import SMALL_WORLD
 
 DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
@@ -53,7 +54,10 @@ def test_export_round_trips_through_a_file_source(small, exported):
         assert got.equals(generate_day(small, users, items, day))
     # adrel.yaml rebuilds the synthetic features exactly, in order, with the fixed vocabularies.
     assert source.features == synthetic_features()
-    assert not source.has_truth and SyntheticSource(small).has_truth
+    # The oracle's truth is in the synthetic world's tables, never in the export's.
+    assert not has_truth(source.users(), source.items())
+    synthetic = SyntheticSource(small)
+    assert has_truth(synthetic.users(), synthetic.items())
 
 
 def test_export_leaves_out_the_latent_truth(exported):
