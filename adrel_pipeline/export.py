@@ -4,7 +4,8 @@
                                     [--format parquet|csv] [--force]
 
 Writes the world of ``$ADREL_WORLD`` (default: the default world): ``users``, ``items`` (without the
-generator's latent truth), ``interactions/<YYYY-MM-DD>`` for each day, and ``adrel.yaml`` declaring
+generator's latent truth), ``interactions/<YYYY-MM-DD>`` for each day, its advertisers'
+``seed_lists``, the crowd's ``labels`` (one row per rating) of each day, and ``adrel.yaml`` declaring
 the synthetic features, so that ``ADREL_SOURCE=DIR`` rebuilds the same feature columns. The days
 default to the week ``make run`` reads. The directory appears whole or not at all: everything is
 written beside it first, then renamed into place.
@@ -26,7 +27,15 @@ import yaml
 
 from adrel_pipeline.graph.features import synthetic_features
 from adrel_pipeline.sources.base import features_to_config
-from adrel_pipeline.sources.contract import CONFIG_FILE, INTERACTION_SCHEMA, INTERACTIONS, ITEMS, USERS
+from adrel_pipeline.sources.contract import (
+    CONFIG_FILE,
+    INTERACTION_SCHEMA,
+    INTERACTIONS,
+    ITEMS,
+    LABELS,
+    SEED_LISTS,
+    USERS,
+)
 from adrel_pipeline.world import WorldSpec, deployment_world, generate_day, generate_items, generate_users
 from adrel_pipeline.world.oracle import TRUTH_COLUMNS
 
@@ -40,6 +49,14 @@ def _write(df: pl.DataFrame, path: Path) -> None:
         df.write_csv(path)
     else:
         df.write_parquet(path)
+
+
+def seed_lists(spec: WorldSpec, users: pl.DataFrame) -> pl.DataFrame:
+    """Every advertiser's seed list as the world draws it, in one table (the contract's ``seed_lists``)."""
+    from adrel_pipeline.world.advertisers import advertiser_ids, generate_seed_list
+
+    return pl.concat([generate_seed_list(spec, users, key).select(pl.lit(key).alias("advertiser_id"), pl.all())
+                      for key in advertiser_ids(spec)])
 
 
 def export_world(spec: WorldSpec, target: str | Path, first_day: dt.date = DEFAULT_FIRST_DAY,
@@ -76,6 +93,15 @@ def export_world(spec: WorldSpec, target: str | Path, first_day: dt.date = DEFAU
             _write(df, tmp / INTERACTIONS / f"{day.isoformat()}.{fmt}")
             total += df.height
         say(f"interactions: {total} over {len(days)} days ({first_day}..{last_day})")
+        seeds = seed_lists(spec, users)
+        _write(seeds, tmp / f"{SEED_LISTS}.{fmt}")
+        say(f"seed lists: {seeds['advertiser_id'].n_unique()} advertisers, {seeds.height} seed users")
+        from adrel_pipeline.contextual.own_labels import simulated_ratings
+        from adrel_pipeline.contextual.spec import LabelSpec
+
+        ratings = simulated_ratings(spec, users, items, days, LabelSpec(seed=spec.seed))
+        _write(ratings, tmp / f"{LABELS}.{fmt}")
+        say(f"labels: {ratings.height} ratings of {ratings.select('context_id', 'item_id').n_unique()} pairs")
         header = (f"# The synthetic world {spec.fingerprint} exported by python -m adrel_pipeline.export: its\n"
                   f"# features, cross and vocabularies, so that a file source encodes them as the world does.\n")
         (tmp / CONFIG_FILE).write_text(header + yaml.safe_dump(features_to_config(synthetic_features()),

@@ -35,6 +35,7 @@ from adrel_pipeline.evaluation.expansion import (
     evaluation_rows,
     random_non_seed,
 )
+from adrel_pipeline.graph.features import FeatureSpec
 from adrel_pipeline.world.simulation import row_positions
 
 
@@ -49,7 +50,8 @@ class AudienceData:
 
     @classmethod
     def build(cls, users: pl.DataFrame, items: pl.DataFrame, interactions: pl.DataFrame,
-              user_embeddings: Mapping) -> AudienceData:
+              user_embeddings: Mapping, features: FeatureSpec | None = None) -> AudienceData:
+        """``features``: the source's (default: the synthetic world's), for the regression baseline."""
         users = users.sort("user_id")
         rows = user_rows(users, user_embeddings["user_ids"].numpy())
         if len(rows) != users.height:
@@ -57,8 +59,8 @@ class AudienceData:
                              "user_embeddings for this world")
         embeddings = torch.empty_like(user_embeddings["embeddings"])
         embeddings[torch.from_numpy(rows)] = user_embeddings["embeddings"]
-        ids, features = raw_features(users, items, interactions)
-        return cls(ids, embeddings, features, np.isin(ids, active_users(users, interactions)))
+        ids, x = raw_features(users, items, interactions, features)
+        return cls(ids, embeddings, x, np.isin(ids, active_users(users, interactions)))
 
     def rows(self, user_ids) -> np.ndarray:
         return row_positions(self.user_ids, user_ids)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from adrel_pipeline.contextual.labels import GRADES, aggregate
+from adrel_pipeline.contextual.labels import GRADES
 from adrel_pipeline.outcomes import CheckOutcome, outcome, show_examples
 
 
@@ -30,10 +30,16 @@ def stages_known(log: pl.DataFrame, stages: Sequence[str]) -> CheckOutcome:
 
 
 def labels_on_scale(labels: pl.DataFrame) -> CheckOutcome:
-    """Every rating is on the 5-point scale and every row's label is its raters' median."""
-    ratings = labels["ratings"].to_numpy()
-    off = int(((ratings < GRADES[0]) | (ratings > GRADES[-1])).any(axis=1).sum())
-    wrong = int((aggregate(ratings) != labels["label"].to_numpy()).sum()) if len(ratings) else 0
+    """Every rating is on the 5-point scale and every row's label is its raters' (lower) median,
+    whatever the size of a row's panel."""
+    ratings = labels["ratings"].cast(pl.List(pl.Int64))
+    off = int(((ratings.list.min() < GRADES[0]) | (ratings.list.max() > GRADES[-1])).sum())
+    # Exploded and sorted as a frame: polars' per-row list.sort is ~40x slower at 10^5 rows.
+    grades = (pl.DataFrame({"row": pl.int_range(labels.height, eager=True), "r": ratings}).explode("r")
+              .sort("row", "r").group_by("row", maintain_order=True).agg(pl.col("r").get((pl.len() - 1) // 2)))
+    medians = pl.Series(np.full(labels.height, -1, dtype=np.int64))
+    medians.scatter(grades["row"], grades["r"].fill_null(-1))
+    wrong = int((medians != labels["label"].cast(pl.Int64)).sum())
     problems = []
     if off:
         problems.append(f"{off} rows with a rating outside {GRADES[0]}..{GRADES[-1]}")

@@ -129,6 +129,9 @@ class RelevanceModelSpec(_Spec):
                           integer=True, low=2, high=100)
     top_k: int = param(3, "Top-ranked candidates per context in the ablation's relevant share (the slots).",
                        integer=True, low=1, high=100)
+    test_fraction: float = param(
+        0.25, "A team's own labels: the share of their contexts held out as the test set (the synthetic world "
+              "labels a test job of its own).", low=0.05, high=0.5)
     seed: int = param(0, "Seed of the fit and the folds (the world's seed).", integer=True, low=0, high=MAX_SEED)
 
 

@@ -161,12 +161,33 @@ def _cross_vocabulary(spec: FeatureSpec, users: pl.DataFrame, items: pl.DataFram
     return tuple(sorted(values.unique().to_list()))
 
 
-def encode(users: pl.DataFrame, items: pl.DataFrame, spec: FeatureSpec) -> EncodedFeatures:
-    """Encode ``spec``'s columns of ``users`` and ``items`` in the declared order (module docstring)."""
+def vocabularies_of(users: pl.DataFrame, items: pl.DataFrame, spec: FeatureSpec) -> dict[str, tuple[str, ...]]:
+    """The declared vocabularies, and the cross columns' shared one."""
     vocabularies = {k: tuple(v) for k, v in spec.vocabularies.items()}
     if spec.cross is not None:
         shared = _cross_vocabulary(spec, users, items)
         vocabularies.update({spec.cross[0]: shared, spec.cross[1]: shared})
+    return vocabularies
+
+
+def category_column(items: pl.DataFrame, spec: FeatureSpec) -> str | None:
+    """The item column that says what an item is about: the cross's item column, else the first
+    categorical item feature; None when items have no categorical feature."""
+    if spec.cross is not None:
+        return spec.cross[1]
+    return next((c for c in spec.item_columns if _is_categorical(items[c], c in spec.vocabularies)), None)
+
+
+def encode_table(table: pl.DataFrame, columns: tuple[str, ...], vocabularies: dict[str, tuple[str, ...]],
+                 name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One table's feature matrix and column names (as :func:`encode` encodes it)."""
+    x, names, _ = _encode_table(table, tuple(columns), vocabularies, name)
+    return x, names
+
+
+def encode(users: pl.DataFrame, items: pl.DataFrame, spec: FeatureSpec) -> EncodedFeatures:
+    """Encode ``spec``'s columns of ``users`` and ``items`` in the declared order (module docstring)."""
+    vocabularies = vocabularies_of(users, items, spec)
     user_x, user_names, user_starts = _encode_table(users, tuple(spec.user_columns), vocabularies, "users")
     item_x, item_names, item_starts = _encode_table(items, tuple(spec.item_columns), vocabularies, "items")
     cross = (0, 0, 0) if spec.cross is None else (

@@ -41,10 +41,11 @@ MODEL_MODULES = (*TRAINING_MODULES, *ORACLE_MODULES, "relevance/pyfunc_model.py"
 
 # The audience system: the advertisers' truth, the universal embeddings, and the methods.
 ADVERTISER_MODULES = (*WORLD_MODULES, "world/advertisers.py")
-SEED_LIST_MODULES = (*ADVERTISER_MODULES, "audience/seed_lists.py")
+SEED_LIST_MODULES = (*ADVERTISER_MODULES, *SOURCE_MODULES, "audience/seed_lists.py")
 EMBEDDING_MODULES = (*WORLD_MODULES, "audience/spec.py", "audience/features.py", "audience/embeddings.py",
                      "determinism.py")
-AUDIENCE_MODEL_MODULES = (*EMBEDDING_MODULES, *SEED_LIST_MODULES, "world/oracle.py", "audience/methods.py",
+AUDIENCE_MODEL_MODULES = (*EMBEDDING_MODULES, *SEED_LIST_MODULES, "graph/features.py", "world/oracle.py",
+                          "audience/methods.py",
                           "audience/training.py", "audience/pyfunc_model.py", "evaluation/expansion.py")
 
 # Contextual relevance: the contexts and their truth, the funnel and its log (served by the champions of
@@ -53,7 +54,8 @@ CONTEXT_MODULES = (*WORLD_MODULES, "world/contexts.py")
 FUNNEL_MODULES = (*CONTEXT_MODULES, "contextual/spec.py", "contextual/funnel.py", "contextual/engagement.py")
 CANDIDATE_LOG_MODULES = (*FUNNEL_MODULES, "contextual/sampling.py", "contextual/monitoring.py", "contextual/rules.py",
                          "evaluation/calibration.py", "serving/contextual.py")
-LABEL_MODULES = (*CANDIDATE_LOG_MODULES, "contextual/labels.py")
+# (A team's own labels: read from its source, checked and aggregated by contextual/own_labels.py.)
+LABEL_MODULES = (*CANDIDATE_LOG_MODULES, *SOURCE_MODULES, "contextual/labels.py", "contextual/own_labels.py")
 RELEVANCE_MODEL_MODULES = (*LABEL_MODULES, "contextual/model.py", "contextual/training.py",
                            "contextual/pyfunc_model.py", "evaluation/contextual.py", "evaluation/contextual_plots.py")
 MEASUREMENT_MODULES = (*RELEVANCE_MODEL_MODULES, "contextual/measurement.py", "evaluation/funnel_plots.py")

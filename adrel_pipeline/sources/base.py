@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from adrel_pipeline.graph.features import FeatureSpec
-from adrel_pipeline.sources.contract import CONFIG_KEYS, IS_AD, ITEM_ID, USER_ID
+from adrel_pipeline.sources.contract import CONFIG_KEYS, IS_AD, ITEM_ID, LABELS, SEED_LISTS, USER_ID
 from adrel_pipeline.sources.validate import (
+    SourceDataError,
     cast_bool,
     cast_id,
     check_feature_types,
@@ -49,17 +50,59 @@ class Source(ABC):
     def interactions(self, day: dt.date) -> pl.DataFrame:
         """That day's interactions only (:data:`~.contract.INTERACTION_SCHEMA`), checked."""
 
-    def with_known(self, users: pl.DataFrame, items: pl.DataFrame) -> Source:
-        """Check each day's interactions against these users and items (the pipeline's materialized
-        tables) instead of reading the source's again."""
-        self._ids = (users.select(USER_ID), items.select(ITEM_ID))
+    def _raw(self, table: str) -> tuple[pl.DataFrame, str] | None:
+        """An optional table (:data:`~.contract.PIPELINE_TABLES`) as read, and where it was read
+        from; None when the source has none. The synthetic world has none: its own assets generate
+        advertisers and labels with their truth."""
+        return None
+
+    def has(self, table: str) -> bool:
+        """Whether the source provides the optional ``table`` (without reading its rows)."""
+        return False
+
+    def seed_lists(self) -> pl.DataFrame | None:
+        """Every advertiser's seed list (advertiser_id, user_id, impressions, clicks), checked
+        against the users; None when the source has no ``seed_lists``."""
+        from adrel_pipeline.audience.seed_lists import SeedListError, check_seed_lists
+        from adrel_pipeline.world.advertisers import MIN_SEED_USERS
+
+        raw = self._raw(SEED_LISTS)
+        if raw is None:
+            return None
+        try:
+            if getattr(self, "_user_ids", None) is None:
+                self._user_ids = self.users().select(USER_ID)
+            return check_seed_lists(raw[0], raw[1], self._user_ids[USER_ID].to_numpy(), MIN_SEED_USERS)
+        except SeedListError as err:
+            raise SourceDataError(str(err)) from err
+
+    def labels(self) -> pl.DataFrame | None:
+        """Every human rating (:mod:`adrel_pipeline.contextual.own_labels`), checked against the
+        ads; None when the source has no ``labels``."""
+        from adrel_pipeline.contextual.own_labels import check_ratings
+
+        raw = self._raw(LABELS)
+        if raw is None:
+            return None
+        items = self._known_ids()[1]
+        return check_ratings(raw[0], raw[1], ad_ids=items.filter(pl.col(IS_AD))[ITEM_ID])
+
+    def with_known(self, users: pl.DataFrame | None = None, items: pl.DataFrame | None = None) -> Source:
+        """Check each day's interactions (and the seed lists and labels) against these users and
+        items (the pipeline's materialized tables) instead of reading the source's again."""
+        if users is not None:
+            self._user_ids = users.select(USER_ID)
+        if items is not None:
+            self._item_ids = items.select(ITEM_ID, IS_AD)
         return self
 
     def _known_ids(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         # Read once per source: every day's interactions are checked against the same ids.
-        if getattr(self, "_ids", None) is None:
-            self._ids = (self.users().select(USER_ID), self.items().select(ITEM_ID))
-        return self._ids
+        if getattr(self, "_user_ids", None) is None:
+            self._user_ids = self.users().select(USER_ID)
+        if getattr(self, "_item_ids", None) is None:
+            self._item_ids = self.items().select(ITEM_ID, IS_AD)
+        return self._user_ids, self._item_ids
 
     def _checked(self, day_df: pl.DataFrame, where: str) -> pl.DataFrame:
         users, items = self._known_ids()

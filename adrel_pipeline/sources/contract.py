@@ -15,6 +15,24 @@ Three tables (a file each, or a database table each):
     hold one file per day instead, ``interactions/<YYYY-MM-DD>.parquet|csv``; then ``day`` and
     ``timestamp`` are optional and, when present, must agree with the file's day.
 
+Two optional tables feed the audience and contextual pipelines (leave one out and its pipeline
+does not load):
+
+``seed_lists``
+    Advertisers' seed lists: ``advertiser_id`` (text, 1-64 letters, digits, ``_`` or ``-``) and
+    ``user_id`` (a known user, once per advertiser) required; ``impressions`` and ``clicks``
+    (non-negative integers, clicks <= impressions) optional, the engagement the weighted model
+    learns from. A directory may hold one file per advertiser instead,
+    ``seed_lists/<advertiser_id>.parquet|csv`` without the ``advertiser_id`` column. Each list
+    needs at least ten users (its 10% holdout must not be empty).
+``labels``
+    Human relevance labels, one row per rating: ``context_id`` (integer), ``item_id`` (an ad),
+    ``rater_id``, ``label`` (1-5), ``day`` (the date the pair was served), ``surface`` and
+    ``content_type`` required; the pair's signals ``text_match``, ``embedding_similarity``,
+    ``image_similarity``, ``category_match`` (numbers, null when absent) and ``query_intent``
+    optional (see :mod:`adrel_pipeline.contextual.own_labels`). A day's relevance model learns
+    from every label of that day and before.
+
 Features: by default every non-required column of users and items is a node feature (strings and
 booleans categorical, numbers numeric). A source may declare them instead (a directory's
 ``adrel.yaml``, or a database's config)::
@@ -42,11 +60,15 @@ import polars as pl
 from adrel_pipeline.world.simulation import INTERACTION_SCHEMA
 
 USERS, ITEMS, INTERACTIONS, ADS = "users", "items", "interactions", "ads"
-TABLES = (USERS, ITEMS, INTERACTIONS, ADS)
+SEED_LISTS, LABELS = "seed_lists", "labels"
+TABLES = (USERS, ITEMS, INTERACTIONS, ADS, SEED_LISTS, LABELS)
+# The tables that feed the audience and the contextual pipelines: optional.
+PIPELINE_TABLES = (SEED_LISTS, LABELS)
 USER_ID, ITEM_ID, IS_AD, DAY, TIMESTAMP = "user_id", "item_id", "is_ad", "day", "timestamp"
 
 # Columns of each table that are never features.
-REQUIRED = {USERS: (USER_ID,), ITEMS: (ITEM_ID, IS_AD), INTERACTIONS: (USER_ID, ITEM_ID), ADS: (ITEM_ID,)}
+REQUIRED = {USERS: (USER_ID,), ITEMS: (ITEM_ID, IS_AD), INTERACTIONS: (USER_ID, ITEM_ID), ADS: (ITEM_ID,),
+            SEED_LISTS: ("advertiser_id", USER_ID)}
 ID_COLUMN = {USERS: USER_ID, ITEMS: ITEM_ID, ADS: ITEM_ID}
 
 USERS_BASE_SCHEMA = {USER_ID: pl.Int64}
@@ -63,6 +85,27 @@ CONFIG_KEYS = ("users", "items", "cross", "vocabularies")
 # Examples quoted in an error message.
 MAX_EXAMPLES = 5
 
-__all__ = ["ADS", "CONFIG_FILE", "CONFIG_KEYS", "DAY", "ID_COLUMN", "INTERACTIONS", "INTERACTION_SCHEMA", "IS_AD",
-           "ITEMS", "ITEMS_BASE_SCHEMA", "ITEM_ID", "MAX_EXAMPLES", "REQUIRED", "SYNTHETIC_FIRST_DAY", "TABLES",
-           "TIMESTAMP", "USERS", "USERS_BASE_SCHEMA", "USER_ID"]
+__all__ = [
+            "ADS",
+            "CONFIG_FILE",
+            "CONFIG_KEYS",
+            "DAY",
+            "ID_COLUMN",
+            "INTERACTIONS",
+            "INTERACTION_SCHEMA",
+            "IS_AD",
+            "ITEMS",
+            "ITEMS_BASE_SCHEMA",
+            "ITEM_ID",
+            "LABELS",
+            "MAX_EXAMPLES",
+            "PIPELINE_TABLES",
+            "REQUIRED",
+            "SEED_LISTS",
+            "SYNTHETIC_FIRST_DAY",
+            "TABLES",
+            "TIMESTAMP",
+            "USERS",
+            "USERS_BASE_SCHEMA",
+            "USER_ID",
+]

@@ -2,7 +2,8 @@
 
 Layout: ``users.parquet|csv``, ``items.parquet|csv``, optionally ``ads.parquet|csv``, and either
 ``interactions/<YYYY-MM-DD>.parquet|csv`` (a file per day) or one ``interactions.parquet|csv``
-with ``day`` or ``timestamp``; optionally ``adrel.yaml`` declaring the features. A day is read by
+with ``day`` or ``timestamp``; optionally ``adrel.yaml`` declaring the features, ``seed_lists``
+(one file, or ``seed_lists/<advertiser_id>.parquet|csv``) and ``labels.parquet|csv``. A day is read by
 a polars scan: its one file, or the single file filtered on the day (parquet pushes the filter
 down to its row groups).
 """
@@ -24,6 +25,7 @@ from adrel_pipeline.sources.contract import (
     INTERACTIONS,
     ITEM_ID,
     ITEMS,
+    SEED_LISTS,
     TIMESTAMP,
     USER_ID,
     USERS,
@@ -133,6 +135,31 @@ class FileSource(Source):
                 raise SourceDataError(f"{path}: day {day} has two files ({files[day].name} too): keep one of them")
             files[day] = path
         return files
+
+    def has(self, table: str) -> bool:
+        folder = table == SEED_LISTS and (self.directory / SEED_LISTS).is_dir()
+        return folder or find_table(self.directory, table, required=False) is not None
+
+    def _raw(self, table: str) -> tuple[pl.DataFrame, str] | None:
+        folder = self.directory / table
+        if table == SEED_LISTS and folder.is_dir():
+            if find_table(self.directory, table, required=False) is not None:
+                raise SourceDataError(f"{self.directory}: both {table}/ (a file per advertiser) and a {table} "
+                                      "file: keep one of them")
+            from adrel_pipeline.audience.seed_lists import SeedListError, advertiser_id_of
+
+            parts = []
+            for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+                try:
+                    advertiser = advertiser_id_of(path)
+                except SeedListError as err:
+                    raise SourceDataError(f"{folder}/{err}") from err
+                parts.append(read_table(path).with_columns(pl.lit(advertiser).alias("advertiser_id")))
+            if not parts:
+                raise SourceDataError(f"{folder}: no seed lists: add <advertiser_id>.parquet|csv files or remove it")
+            return pl.concat(parts, how="diagonal_relaxed"), str(folder)
+        path = find_table(self.directory, table, required=False)
+        return None if path is None else (read_table(path), str(path))
 
     def users(self) -> pl.DataFrame:
         if self._users is None:

@@ -33,6 +33,9 @@ from adrel_pipeline.sources.contract import (
     IS_AD,
     ITEM_ID,
     ITEMS,
+    LABELS,
+    PIPELINE_TABLES,
+    SEED_LISTS,
     TIMESTAMP,
     USER_ID,
     USERS,
@@ -50,25 +53,37 @@ def split_name(name: str) -> tuple[str | None, str]:
 
 def check_tables(tables: Mapping[str, str] | None) -> dict[str, str]:
     tables = {**DEFAULT_TABLES, **(tables or {})}
-    unknown = sorted(set(tables) - {USERS, ITEMS, INTERACTIONS, ADS})
+    unknown = sorted(set(tables) - {USERS, ITEMS, INTERACTIONS, ADS, *PIPELINE_TABLES})
     if unknown:
-        raise ValueError(f"tables: unknown keys {unknown}; allowed: users, items, interactions, ads")
+        raise ValueError(f"tables: unknown keys {unknown}; allowed: users, items, interactions, ads, "
+                         f"{', '.join(PIPELINE_TABLES)}")
     return tables
+
+# How an optional table is ordered when read: the database keeps no row order, the pipeline needs one.
+_ORDER = {USERS: (USER_ID,), ITEMS: (ITEM_ID,), ADS: (ITEM_ID,), SEED_LISTS: ("advertiser_id", USER_ID),
+          LABELS: ("day", "context_id", ITEM_ID, "rater_id")}
 
 
 class PostgresSource(Source):
-    """The tables ``tables`` (keys ``users``, ``items``, ``interactions``, optional ``ads``; values
+    """The tables ``tables`` (keys ``users``, ``items``, ``interactions``, optional ``ads``,
+    ``seed_lists`` and ``labels``, the last two found by those names when ``tables`` is None; values
     table names, ``schema.table`` allowed) of the database at ``url``. ``features``: a
     :class:`FeatureSpec`, a config mapping as in ``adrel.yaml``, or None (every other column)."""
 
     def __init__(self, url: str, tables: Mapping[str, str] | None = None,
                  features: FeatureSpec | Mapping | None = None, engine: sa.Engine | None = None):
+        defaults = tables is None
         self.tables = check_tables(tables)
         self.engine = engine or sa.create_engine(url)
+        inspector = sa.inspect(self.engine)
+        # With every table by its default name (a bare URL), the optional ones are found by theirs too;
+        # named tables are the only ones read, so another loaded dataset's tables are never picked up.
+        for key in PIPELINE_TABLES if defaults else ():
+            if inspector.has_table(key):
+                self.tables[key] = key
         # Which tables too: one database may hold several teams' (or test runs') tables.
         self.name = (f"postgresql:{self.engine.url.render_as_string(hide_password=True)} "
                      f"({', '.join(f'{k}={v}' for k, v in self.tables.items())})")
-        inspector = sa.inspect(self.engine)
         self._columns = {key: self._reflect(inspector, key) for key in self.tables}
         for key, column in ((USERS, USER_ID), (ITEMS, ITEM_ID), (INTERACTIONS, USER_ID), (INTERACTIONS, ITEM_ID),
                             (ADS, ITEM_ID)):
@@ -127,11 +142,18 @@ class PostgresSource(Source):
         return f"({quoted} AT TIME ZONE 'UTC')::date" if tz else f"{quoted}::date"
 
     def _read(self, key: str) -> pl.DataFrame:
-        quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(c) for c in self._columns[key])
+        prep = self.engine.dialect.identifier_preparer
+        quoted = ", ".join(prep.quote(c) for c in self._columns[key])
+        # Ordered: a table's row order is not stable in PostgreSQL, the pipeline's must be.
+        order = ", ".join(prep.quote(c) for c in _ORDER[key] if c in self._columns[key]) or "1"
         with self.engine.connect() as conn:
-            # Ordered by id: a table's row order is not stable in PostgreSQL, the pipeline's must be.
-            order = self.engine.dialect.identifier_preparer.quote(ITEM_ID if key in (ITEMS, ADS) else USER_ID)
             return pl.read_database(f"SELECT {quoted} FROM {self._table(key)} ORDER BY {order}", conn)
+
+    def has(self, table: str) -> bool:
+        return table in self.tables
+
+    def _raw(self, table: str) -> tuple[pl.DataFrame, str] | None:
+        return (self._read(table), self.where(table)) if table in self.tables else None
 
     def users(self) -> pl.DataFrame:
         if self._users is None:
@@ -233,6 +255,16 @@ def create_schema(engine: sa.Engine, tables: Mapping[str, str] | None = None,
     return out
 
 
+def _frame_table(engine: sa.Engine, name: str, frame: pl.DataFrame) -> sa.Table:
+    """A new table with ``frame``'s columns, typed from their polars types."""
+    schema, table_name = split_name(name)
+    metadata = sa.MetaData()
+    table = sa.Table(table_name, metadata, *(sa.Column(c, _sql_type(frame.schema[c])) for c in frame.columns),
+                     schema=schema)
+    metadata.create_all(engine)
+    return table
+
+
 def _copy(cursor, prep, table: sa.Table, df: pl.DataFrame) -> None:
     name = prep.format_table(table)
     columns = ", ".join(prep.quote(c) for c in df.columns)
@@ -252,6 +284,9 @@ def load_directory(directory: str | Path, url: str, tables: Mapping[str, str] | 
     say = progress or (lambda _line: None)
     tables = check_tables(tables)
     source = FileSource(directory)
+    # The optional tables beside users (in its schema), unless named.
+    schema = split_name(tables[USERS])[0]
+    tables |= {k: tables.get(k, f"{schema}.{k}" if schema else k) for k in PIPELINE_TABLES if source.has(k)}
     users, items = source.users(), source.items()
     engine = sa.create_engine(url)
     inspector = sa.inspect(engine)
@@ -283,6 +318,14 @@ def load_directory(directory: str | Path, url: str, tables: Mapping[str, str] | 
                 _copy(cur, prep, defs[INTERACTIONS], df)
                 total += df.height
             say(f"interactions: {total} rows over {len(source.days())} days")
+            for key, frame in ((SEED_LISTS, source.seed_lists()), (LABELS, source.labels())):
+                if frame is None:
+                    continue
+                frame = frame.select(c for c in frame.columns if frame.schema[c] != pl.List)
+                defs[key] = _frame_table(engine, tables.get(key, key), frame)
+                _copy(cur, prep, defs[key], frame)
+                load_tables[key] = tables.get(key, key)
+                say(f"{key}: {frame.height} rows")
             # Fresh statistics, so that the planner uses the day index from the first read.
             cur.execute(f"ANALYZE {prep.format_table(defs[INTERACTIONS])}")
         raw.commit()

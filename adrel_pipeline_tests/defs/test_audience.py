@@ -86,7 +86,7 @@ def test_advertisers_register_partitions_and_the_sensor_accepts_or_rejects_each_
         assert "30 of 30 user_ids are not platform users" in reasons["ghosts.csv"]
         assert "fewer than the minimum" in reasons["tiny.csv"]
         assert "missing column user_id" in reasons["nocolumn.csv"]
-        assert "one of the synthetic world's advertisers" in reasons[f"{keys[0]}.csv"]
+        assert "one of the data's own advertisers" in reasons[f"{keys[0]}.csv"]
         assert "unsupported file type .txt" in reasons["notes.txt"]
         # A rejected file leaves nothing else behind: no accepted list, no partition.
         assert sorted(p.name for p in (inbox / "accepted").iterdir()) == ["acme.parquet"]

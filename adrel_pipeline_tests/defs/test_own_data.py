@@ -1,6 +1,7 @@
 """A team's own data ($ADREL_SOURCE): the synthetic world exported to the file contract, then run
 through the real CLI from those files, gives the synthetic path's graph and test AUC."""
 
+import math
 import os
 import subprocess
 import sys
@@ -8,19 +9,22 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import yaml
 
 from adrel_pipeline_tests.conftest import (
     DG_CLI,
     RUN_CONFIG,
-    SMALL_WORLD,
     WEEK,
     dagster_home,
+    materialize,
     metadata,
+    range_tags,
     sqlite_uri,
     week_in_a_fresh_store,
 )
+from adrel_pipeline_tests.defs.test_audience import AUDIENCE_WORLD
 from adrel_pipeline_tests.sources.test_sources import PG_URL, _pg_unreachable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,15 +39,21 @@ def run(args: list[str], env: dict, what: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def pipeline_env(source: str, tmp: Path) -> dict[str, str]:
+    """The CLI's environment for ``ADREL_SOURCE=source`` with its DAGSTER_HOME and MLflow store under
+    ``tmp``; no ADREL_WORLD, so nothing can fall back to the generator."""
+    return {k: v for k, v in os.environ.items() if k not in ("ADREL_WORLD", "ADREL_EMBEDDING_DAY")} | {
+        "VIRTUAL_ENV": sys.prefix, "ADREL_SOURCE": source, "DAGSTER_HOME": str(tmp / "home"),
+        "ADREL_STATE_DIR": str(tmp), "MLFLOW_TRACKING_URI": sqlite_uri(tmp)}
+
+
 def run_pipeline(source: str, tmp: Path) -> Path:
     """`make run`'s relevance commands with ``ADREL_SOURCE=source``, in a fresh DAGSTER_HOME and MLflow
-    store under ``tmp``; no ADREL_WORLD, so nothing can fall back to the generator. Returns the home."""
+    store under ``tmp``. Returns the home."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "run.yaml").write_text(yaml.safe_dump(RUN_CONFIG))
     home = dagster_home(tmp / "home")
-    env = {k: v for k, v in os.environ.items() if k != "ADREL_WORLD"} | {
-        "VIRTUAL_ENV": sys.prefix, "ADREL_SOURCE": source, "DAGSTER_HOME": str(home), "ADREL_STATE_DIR": str(tmp),
-        "MLFLOW_TRACKING_URI": sqlite_uri(tmp)}
+    env = pipeline_env(source, tmp)
     run([DG_CLI, "launch", "--assets", "users,items,interaction_edges", "--partition-range", f"{FIRST}...{LAST}"],
         env, f"the week from {source}")
     run([DG_CLI, "launch", "--assets", "hetero_graph*", "--partition", LAST, "-c", str(tmp / "run.yaml")],
@@ -55,7 +65,7 @@ def run_pipeline(source: str, tmp: Path) -> Path:
 def exported(tmp_path_factory) -> Path:
     """The small world in the file contract (``python -m adrel_pipeline.export``)."""
     tmp = tmp_path_factory.mktemp("export")
-    (tmp / "world.yaml").write_text(yaml.safe_dump(SMALL_WORLD))
+    (tmp / "world.yaml").write_text(yaml.safe_dump(AUDIENCE_WORLD))
     run([sys.executable, "-m", "adrel_pipeline.export", "--to", str(tmp / "data"), "--first-day", FIRST,
          "--last-day", LAST], {**os.environ, "ADREL_WORLD": str(tmp / "world.yaml")}, "export")
     return tmp / "data"
@@ -64,7 +74,13 @@ def exported(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def from_files(exported, tmp_path_factory):
     """The pipeline run from the export's files: (DAGSTER_HOME, the export's directory)."""
-    return run_pipeline(str(exported), tmp_path_factory.mktemp("from_files")), exported
+    tmp = tmp_path_factory.mktemp("from_files")
+    return run_pipeline(str(exported), tmp), exported
+
+
+def advertiser_range(data: Path) -> str:
+    keys = sorted(pl.read_parquet(data / "seed_lists.parquet")["advertiser_id"].unique())
+    return f"{keys[0]}...{keys[-1]}"
 
 
 def stored_metadata(home: Path, monkeypatch, *keys: str) -> list[dict]:
@@ -125,6 +141,50 @@ def test_the_export_loaded_into_postgresql_gives_the_same_result_as_the_files(fr
     assert schema in db_users["source"]
 
 
+@pytest.mark.slow
+def test_the_exported_seed_lists_and_labels_run_from_files(exported, tmp_path, monkeypatch):
+    """Audience: the synthetic path's figures, the oracle aside. Contextual: a registered, calibrated
+    relevance model of the labels up to the day, with nothing of the truth reported."""
+    from adrel_pipeline_tests.defs.test_audience import GROUP, SETUP
+
+    data, tmp = exported, tmp_path / "own"
+    tmp.mkdir()
+    home, env = dagster_home(tmp / "home"), pipeline_env(str(exported), tmp)
+    run([DG_CLI, "launch", "--assets", "users,items,advertisers,interaction_edges", "--partition-range",
+         f"{FIRST}...{LAST}"], env, "the week and the advertisers from files")
+    run([DG_CLI, "launch", "--assets", "user_embeddings,seed_lists*", "--partition-range", advertiser_range(data)],
+        env, "the audience group from files")
+    run([DG_CLI, "launch", "--assets", "relevance_labels*", "--partition", LAST], env, "the labels' model from files")
+    own, advertisers, labels, model = stored_metadata(home, monkeypatch, "audience_eval", "advertisers",
+                                                      "relevance_labels", "relevance_model")
+
+    uri = sqlite_uri(tmp_path)
+    with dg.instance_for_test() as instance:
+        assert materialize(instance, uri, world=AUDIENCE_WORLD, selection=SETUP, run_config={},
+                           tags=range_tags(FIRST, LAST)).success
+        keys = instance.get_dynamic_partitions("advertisers")
+        assert materialize(instance, uri, world=AUDIENCE_WORLD, selection=GROUP, run_config={},
+                           tags=range_tags(keys[0], keys[-1])).success
+        synthetic = metadata(instance, "audience_eval")
+    assert own["advertisers"] == synthetic["advertisers"] == AUDIENCE_WORLD["num_advertisers"]
+    # The same seed lists, embeddings, features and draws: every method's figures, to the last digit.
+    for method in ("lr", "lsh", "nn", "nn_unweighted"):
+        for metric in ("recall_at_k", "precision_at_k"):
+            assert own[f"{metric}/{method}"] == pytest.approx(synthetic[f"{metric}/{method}"], abs=1e-9)
+    # No generator truth in the files: no oracle and no ground-truth precision, never made up.
+    assert "recall_at_k/oracle" in synthetic and "recall_at_k/oracle" not in own
+    assert math.isnan(own["gt_precision_at_k/nn"]) and not math.isnan(synthetic["gt_precision_at_k/nn"])
+    assert advertisers["dagster/row_count"] == AUDIENCE_WORLD["num_advertisers"]
+
+    ratings = pl.read_parquet(data / "labels.parquet")
+    assert ratings["day"].max().isoformat() == LAST and ratings["day"].n_unique() == len(WEEK)
+    assert labels["ratings"] == ratings.height
+    assert labels["dagster/row_count"] == ratings.select("context_id", "item_id").n_unique()
+    assert model["auc"] > 0.8 and model["ece"] < 0.05  # the labels carry the signal; calibrated on held-out contexts
+    assert not model["oracle_available"] and math.isnan(model["true_ece"])
+    assert model["promotion"] == "champion" and model["mlflow_model_version"] == 1
+
+
 def load_code_location(source: str, code: str) -> subprocess.CompletedProcess:
     """``code`` run in a fresh process whose ``ADREL_SOURCE`` is ``source`` (it is read at load)."""
     env = {k: v for k, v in os.environ.items() if k != "ADREL_WORLD"} | {"ADREL_SOURCE": source}
@@ -133,22 +193,33 @@ def load_code_location(source: str, code: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_the_daily_partitions_start_on_the_datas_first_day_and_only_the_relevance_groups_load(tmp_path):
+def test_the_daily_partitions_start_on_the_datas_first_day_and_the_groups_follow_its_tables(tmp_path):
     (tmp_path / "interactions").mkdir()
     (tmp_path / "users.csv").write_text("user_id,country\n1,FR\n2,DE\n")
     (tmp_path / "items.csv").write_text("item_id,is_ad,topic\n10,true,a\n11,false,b\n")
     for day in ("2025-03-10", "2025-03-11"):
         (tmp_path / "interactions" / f"{day}.csv").write_text("user_id,item_id\n1,10\n2,11\n")
-    proc = load_code_location(str(tmp_path), (
-        "from adrel_pipeline.definitions import defs\n"
-        "from adrel_pipeline.defs.shared.partitions import daily\n"
-        "graph = defs.resolve_asset_graph()\n"
-        "groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}\n"
-        "print(daily.get_first_partition_key(), sorted(groups))"))
+    code = ("from adrel_pipeline.definitions import defs\n"
+            "from adrel_pipeline.defs.shared.partitions import daily\n"
+            "graph = defs.resolve_asset_graph()\n"
+            "groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}\n"
+            "keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "
+            "'contextual')\n"
+            "print(daily.get_first_partition_key(), sorted(groups), keys, sep='|')")
+    proc = load_code_location(str(tmp_path), code)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first, groups = proc.stdout.split(" ", 1)
+    first, groups, _ = proc.stdout.strip().split("|")
     assert first == "2025-03-10"
-    assert groups.strip() == str(["graph", "model", "world"])  # no audience, contextual or funnel group
+    assert groups == str(["graph", "model", "world"])  # no seed lists, no labels: no audience or contextual group
+
+    # With seed lists and labels: the audience group and the labels' relevance model, never the funnel.
+    (tmp_path / "seed_lists.csv").write_text("advertiser_id,user_id\nacme,1\n")
+    (tmp_path / "labels.csv").write_text("context_id,item_id,rater_id,label,day,surface,content_type\n")
+    proc = load_code_location(str(tmp_path), code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, groups, contextual = proc.stdout.strip().split("|")
+    assert groups == str(["audience", "contextual", "graph", "model", "world"])
+    assert contextual == str(["relevance_labels", "relevance_model"])
 
 
 @pytest.mark.slow

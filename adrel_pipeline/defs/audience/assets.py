@@ -23,6 +23,7 @@ from adrel_pipeline.defs.shared.params import config_for
 from adrel_pipeline.defs.shared.partitions import advertisers as ADVERTISERS
 from adrel_pipeline.defs.shared.partitions import asset_backfilled_in_one_run, embedding_days, embedding_window_mapping
 from adrel_pipeline.defs.shared.resources import MlflowTracking, WorldResource
+from adrel_pipeline.defs.shared.source import DataSource
 from adrel_pipeline.mlops import registry, store
 from adrel_pipeline.mlops.code_version import asset_code_version
 
@@ -43,6 +44,23 @@ def _by_key(context: dg.AssetExecutionContext, values: dict):
     return values[keys[0]] if len(keys) == 1 else values
 
 
+def _own_seed_lists(world: WorldResource, source: DataSource, users: pl.DataFrame) -> pl.DataFrame:
+    """A team's seed lists ($ADREL_SOURCE), checked against the pipeline's users."""
+    from adrel_pipeline.sources import SourceDataError
+
+    seeds = source.open(world.spec(), users=users).seed_lists()
+    if seeds is None:
+        raise SourceDataError(f"{source.source}: no seed_lists table: add seed_lists.csv (advertiser_id, user_id[, "
+                              "impressions, clicks]) or seed_lists/<advertiser_id>.csv to run audience expansion")
+    return seeds
+
+
+def _own_advertisers(world: WorldResource, source: DataSource, users: pl.DataFrame) -> pl.DataFrame:
+    from adrel_pipeline.audience.seed_lists import advertisers_of
+
+    return advertisers_of(_own_seed_lists(world, source, users))
+
+
 def _per_advertiser(value) -> list[dict]:
     """A per-advertiser input as a list: one partition loads as the value itself, several as a dict."""
     return [value] if "advertiser_id" in value else [value[k] for k in sorted(value)]
@@ -59,15 +77,18 @@ def _seed_hash(seed: pl.DataFrame) -> str:
 
 
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, code_version=asset_code_version("advertisers"))
-def advertisers(context: dg.AssetExecutionContext, world: WorldResource, users: pl.DataFrame):
+def advertisers(context: dg.AssetExecutionContext, world: WorldResource, source: DataSource, users: pl.DataFrame):
     """The world's advertisers: kind (taste, multimodal, traits), size bucket, seed-list and true
-    audience size. Materializing it registers each as a partition of ``advertisers``."""
+    audience size; on a team's own data, the advertisers of its ``seed_lists`` (size bucket and
+    seed-list size; kind and audience unknown). Materializing it registers each as a partition of
+    ``advertisers``."""
+    from adrel_pipeline.sources import SourceDataError
     from adrel_pipeline.world import WorldConfigError
     from adrel_pipeline.world.advertisers import generate_advertisers
 
     try:
-        table = generate_advertisers(world.spec(), users)
-    except WorldConfigError as err:
+        table = generate_advertisers(world.spec(), users) if source.synthetic else _own_advertisers(world, source, users)
+    except (WorldConfigError, SourceDataError) as err:
         raise dg.Failure(str(err), allow_retries=False) from err
     counts = table.group_by("bucket", "kind").len().sort("bucket", "kind")
     yield dg.Output(table, metadata={
@@ -85,11 +106,12 @@ def advertisers(context: dg.AssetExecutionContext, world: WorldResource, users: 
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"pytorch", "mlflow"}, ins=WINDOW, retry_policy=RETRY,
                              code_version=asset_code_version("user_embeddings"))
 def user_embeddings(context: dg.AssetExecutionContext, config: AudienceConfig, world: WorldResource,
-                    mlflow: MlflowTracking, users: pl.DataFrame, items: pl.DataFrame,
+                    source: DataSource, mlflow: MlflowTracking, users: pl.DataFrame, items: pl.DataFrame,
                     interaction_edges: pl.DataFrame) -> dg.Output[dict]:
     """Universal user embeddings (LightGCN on organic user→pin interactions of the embedding window,
     ``$ADREL_EMBEDDING_DAY``), L2-normalised, with how good they are: held-out organic-link AUC, and
-    the share of the latent taste a linear probe recovers from them versus from raw features."""
+    the share of the latent taste a linear probe recovers from them versus from raw features (the
+    generator's truth: NaN, unavailable, on a team's own data)."""
     from adrel_pipeline.audience.embeddings import linear_probe_r2, train_user_embeddings
     from adrel_pipeline.audience.features import raw_features
     from adrel_pipeline.evaluation.audience_plots import embedding_loss_png
@@ -101,14 +123,13 @@ def user_embeddings(context: dg.AssetExecutionContext, config: AudienceConfig, w
                    tags=mlflow.dagster_tags(context)) as run_id:
         store.log_params({"world": world.spec().as_dict(), "audience": spec.as_dict()})
         result = train_user_embeddings(users, items, interaction_edges, spec)
-        taste = user_taste(users.sort("user_id"))
-        _, raw = raw_features(users, items, interaction_edges)
-        quality = {
-            "link_auc": result.link_auc,
-            "taste_probe_r2": linear_probe_r2(result.embeddings.numpy(), taste, world.seed),
-            "raw_features_taste_probe_r2": linear_probe_r2(raw, taste, world.seed),
-            "train_seconds": round(result.seconds, 2),
-        }
+        quality = {"link_auc": result.link_auc, "taste_probe_r2": float("nan"),
+                   "raw_features_taste_probe_r2": float("nan"), "train_seconds": round(result.seconds, 2)}
+        if "taste" in users.columns:  # the generator's latent taste: the synthetic world only
+            taste = user_taste(users.sort("user_id"))
+            _, raw = raw_features(users.sort("user_id"), items, interaction_edges, source.features(world.spec()))
+            quality["taste_probe_r2"] = linear_probe_r2(result.embeddings.numpy(), taste, world.seed)
+            quality["raw_features_taste_probe_r2"] = linear_probe_r2(raw, taste, world.seed)
         store.log_metrics(quality)
         store.log_curves(result.history, ("loss",))
         curve = embedding_loss_png(result.history["loss"])
@@ -137,24 +158,34 @@ SEED_LIST_CHECKS = [Check("seed_users_known", "Every seed user is a user of the 
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, partitions_def=ADVERTISERS,
                              code_version=asset_code_version("seed_lists"),
                              check_specs=checks.specs("seed_lists", SEED_LIST_CHECKS, ADVERTISERS))
-def seed_lists(context: dg.AssetExecutionContext, world: WorldResource, audience: AudienceResource,
-               users: pl.DataFrame, advertisers: pl.DataFrame):
+def seed_lists(context: dg.AssetExecutionContext, world: WorldResource, source: DataSource,
+               audience: AudienceResource, users: pl.DataFrame, advertisers: pl.DataFrame):
     """An advertiser's seed list (advertiser_id, user_id, impressions, clicks): drawn by the
-    world's true affinity for the world's advertisers, else the accepted upload."""
+    world's true affinity for the world's advertisers (on a team's own data: its ``seed_lists``),
+    else the accepted upload."""
+    from adrel_pipeline.sources import SourceDataError
     from adrel_pipeline.world.advertisers import generate_seed_list
 
     spec = world.spec()
     roster = set(advertisers["advertiser_id"])
+    own = {}
+    if not source.synthetic and roster & set(context.partition_keys):
+        try:
+            own = _by_advertiser(_own_seed_lists(world, source, users))
+        except SourceDataError as err:
+            raise dg.Failure(str(err), allow_retries=False) from err
     tables = {}
     for key in context.partition_keys:
-        if key in roster:
+        if key in own:
+            tables[key] = own[key]
+        elif key in roster and source.synthetic:
             tables[key] = generate_seed_list(spec, users, key).select(
                 pl.lit(key).alias("advertiser_id"), "user_id", "impressions", "clicks")
         elif audience.accepted_path(key).exists():
             tables[key] = pl.read_parquet(audience.accepted_path(key))
         else:
             raise dg.Failure(
-                f"advertiser {key} is not one of the world's advertisers and has no accepted seed list at "
+                f"advertiser {key} is not one of the source's advertisers and has no accepted seed list at "
                 f"{audience.accepted_path(key)}: drop {key}.csv into {audience.inbox} (audience_inbox_sensor "
                 f"validates it), or remove the partition", allow_retries=False)
     sizes = {k: t.height for k, t in tables.items()}
@@ -193,7 +224,7 @@ def _truth(spec, users: pl.DataFrame, keys, advertisers: pl.DataFrame) -> dict:
                              partitions_def=ADVERTISERS, ins=WINDOW, retry_policy=RETRY,
                              code_version=asset_code_version("audience_models"))
 def audience_models(context: dg.AssetExecutionContext, config: AudienceConfig, world: WorldResource,
-                    mlflow: MlflowTracking, user_embeddings: dict, seed_lists: pl.DataFrame,
+                    source: DataSource, mlflow: MlflowTracking, user_embeddings: dict, seed_lists: pl.DataFrame,
                     advertisers: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame,
                     interaction_edges: pl.DataFrame):
     """Per advertiser: the offline evaluation of every method (90/10 split of the seed list, the
@@ -209,8 +240,9 @@ def audience_models(context: dg.AssetExecutionContext, config: AudienceConfig, w
     keys = list(context.partition_keys)
     seeds = _by_advertiser(seed_lists)
     buckets = _buckets(keys, advertisers, seeds)
-    data = AudienceData.build(users, items, interaction_edges, user_embeddings)
-    truth = _truth(world.spec(), users, keys, advertisers)
+    data = AudienceData.build(users, items, interaction_edges, user_embeddings, source.features(world.spec()))
+    # The generator's truth (oracle, ground-truth precision): the synthetic world's advertisers only.
+    truth = _truth(world.spec(), users, keys, advertisers) if source.synthetic else {}
 
     with store.run(mlflow.experiment_id, run_name=f"audience_models-{context.run.run_id[:8]}",
                    tags=mlflow.dagster_tags(context)) as run_id:
@@ -235,7 +267,7 @@ def audience_models(context: dg.AssetExecutionContext, config: AudienceConfig, w
                     for k in keys}
         store.log_dict(recorded, "per_advertiser.json")
         logged = _log_actalike(heads, user_embeddings, keys)
-        promotion = _register(context, mlflow, world, run_id, logged, recorded)
+        promotion = _register(context, mlflow, source.fingerprint(world.spec()), run_id, logged, recorded)
 
     values = {}
     for k in keys:
@@ -300,7 +332,7 @@ def _log_actalike(heads: dict, user_embeddings: dict, keys) -> object:
     return packaging.log_pyfunc(PYFUNC_FILE, artifacts, model_signature(), example)
 
 
-def _register(context, mlflow: MlflowTracking, world: WorldResource, run_id: str, logged, recorded: dict):
+def _register(context, mlflow: MlflowTracking, data_fingerprint: str, run_id: str, logged, recorded: dict):
     """The promotion gate of ``adrel-gat`` on the audience metric: the new heads take ``champion``
     only if their holdout recall beats the champion's on the same advertisers' identical seed lists
     by more than the paired standard error; a version covering other advertisers is not comparable."""
@@ -327,7 +359,7 @@ def _register(context, mlflow: MlflowTracking, world: WorldResource, run_id: str
     mean_recall = sum(r["nn_recall"] for r in recorded.values()) / len(recorded)
     promotion = registry.register_and_promote(
         MODEL_NAME, run_id, logged, mean_recall, compare,
-        tags={"dagster.run_id": context.run.run_id, "world_fingerprint": world.fingerprint,
+        tags={"dagster.run_id": context.run.run_id, "world_fingerprint": data_fingerprint,
               "advertisers": ",".join(sorted(recorded))[:5000], "embedding_days": ",".join(embedding_days())},
         score_name="mean_holdout_recall")
     store.set_tags({"adrel.model_version": promotion.version, "adrel.promotion": promotion.alias,
@@ -341,7 +373,8 @@ EXPANSION_CHECKS = [Check("expansion_excludes_seed_users", "No seed user is in i
 @asset_backfilled_in_one_run(group_name=GROUP, kinds={"polars"}, partitions_def=ADVERTISERS, ins=WINDOW,
                              code_version=asset_code_version("audience_expansions"),
                              check_specs=checks.specs("audience_expansions", EXPANSION_CHECKS, ADVERTISERS))
-def audience_expansions(context: dg.AssetExecutionContext, config: AudienceConfig, user_embeddings: dict,
+def audience_expansions(context: dg.AssetExecutionContext, config: AudienceConfig, world: WorldResource,
+                        source: DataSource, user_embeddings: dict,
                         audience_models, seed_lists: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame,
                         interaction_edges: pl.DataFrame):
     """The top-k active users per advertiser (k = expansion_multiplier × seed size), excluding the
@@ -351,7 +384,7 @@ def audience_expansions(context: dg.AssetExecutionContext, config: AudienceConfi
     spec = config.spec()
     models = {m["advertiser_id"]: m for m in _per_advertiser(audience_models)}
     seeds = _by_advertiser(seed_lists)
-    data = AudienceData.build(users, items, interaction_edges, user_embeddings)
+    data = AudienceData.build(users, items, interaction_edges, user_embeddings, source.features(world.spec()))
     sizes = {k: max(1, round(spec.expansion_multiplier * seeds[k].height)) for k in context.partition_keys}
     tables = expand(data, {k: models[k]["head"] for k in context.partition_keys}, seeds, sizes)
     empty = [k for k, t in tables.items() if t.height == 0]

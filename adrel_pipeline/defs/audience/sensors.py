@@ -57,8 +57,8 @@ def audience_inbox_sensor(context: dg.SensorEvaluationContext, audience: Audienc
     for path in files:
         try:
             if advertiser_id_of(path) in world_advertisers:
-                raise SeedListError(f"{path.name}: {advertiser_id_of(path)} is one of the synthetic world's "
-                                    "advertisers, whose seed list the world draws: upload under another id")
+                raise SeedListError(f"{path.name}: {advertiser_id_of(path)} is one of the data's own "
+                                    "advertisers (the world's, or $ADREL_SOURCE's seed_lists): upload under another id")
             table = read_seed_list(path, known, audience.min_seed_users)
         except SeedListError as err:
             _reject(path, audience, str(err))

@@ -70,7 +70,7 @@ def _models(relevance_model: dict) -> dict:
     return {name: RelevanceModel.from_payload(payload) for name, payload in relevance_model["models"].items()}
 
 
-def _champion_comparison(test: pl.DataFrame, scores):
+def champion_comparison(test: pl.DataFrame, scores):
     """Scores the champion on this day's labelled test set beside the new model (1 - Brier: higher is better)."""
     from adrel_pipeline.evaluation.calibration import paired_brier
     from adrel_pipeline.mlops import packaging
@@ -202,7 +202,7 @@ def funnel_metrics(context: dg.AssetExecutionContext, config: FunnelMetricsConfi
         promotion = registry.register_once(MODEL_NAME, record["run_id"], rejected, lambda: registry.register_and_promote(
             MODEL_NAME, record["run_id"], packaging.LoggedModel(record["model_uri"], record["model_id"] or None),
             1.0 - relevance_model["metrics"]["full"]["brier"],  # on the same test job
-            _champion_comparison(test, models["full"].predict(test)),
+            champion_comparison(test, models["full"].predict(test)),
             tags={"dagster.run_id": context.run.run_id, "world_fingerprint": world.fingerprint,
                   "code_version": asset_code_version("relevance_model")},
             partition=context.partition_key, newest_materialized=_newest_day(context), score_name="one_minus_brier"),

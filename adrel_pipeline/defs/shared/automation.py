@@ -14,9 +14,10 @@ daily_retrain_job = dg.define_asset_job(
     # The audience group reads a fixed embedding window and is partitioned by advertiser: not daily.
     # The contextual group's day (candidate log, labels, relevance model) needs no interactions; the
     # funnel group follows the relevance model and the GAT (test_auc), which serves home's pCTR.
-    # A team's own data has no contextual group (definitions.py).
+    # On a team's own data the contextual group is its labels and relevance model, when it has labels
+    # (definitions.py).
     selection=(dg.AssetSelection.assets("interaction_edges").downstream() - dg.AssetSelection.groups("audience"))
-    | (dg.AssetSelection.assets("candidate_log").downstream() if is_synthetic() else dg.AssetSelection.assets()),
+    | (dg.AssetSelection.assets("candidate_log").downstream() if is_synthetic() else dg.AssetSelection.groups("contextual")),
     description="Materialize one day's interactions and retrain the model on the window ending that day; log the "
                 "day's ad candidates, label them, retrain the contextual relevance model, measure it in the "
                 "serving funnel (launch checks, trend, A/A and A/B tests) and register it.",

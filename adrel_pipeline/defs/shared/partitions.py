@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from adrel_pipeline.defs.shared.source import data_first_day
+from adrel_pipeline.defs.shared.source import data_days
 from adrel_pipeline.sources.contract import SYNTHETIC_FIRST_DAY
 
 FIRST_DAY = SYNTHETIC_FIRST_DAY.isoformat()
@@ -24,7 +24,8 @@ MAX_WINDOW_DAYS = 365
 WINDOW_DAYS_ENV = "ADREL_WINDOW_DAYS"
 
 # A team's own data starts on its first day ($ADREL_SOURCE, read when the code location loads).
-daily = dg.DailyPartitionsDefinition(start_date=data_first_day() or FIRST_DAY)
+DATA_DAYS = data_days()
+daily = dg.DailyPartitionsDefinition(start_date=DATA_DAYS[0] if DATA_DAYS else FIRST_DAY)
 
 
 def window_days(environ: dict[str, str] | None = None) -> int:
@@ -88,7 +89,7 @@ DEFAULT_EMBEDDING_DAY = "2026-01-07"
 def embedding_days(environ: dict[str, str] | None = None) -> list[str]:
     """The days of organic history the universal user embeddings are trained on: the training
     window (``$ADREL_WINDOW_DAYS``) ending at ``$ADREL_EMBEDDING_DAY`` (default 2026-01-07, the day
-    `make run` trains), clipped at the first day.
+    `make run` trains; on a team's own data its last day), clipped at the first day.
 
     Fixed per deployment, like the window: the audience group is partitioned by advertiser, not by
     day, and Dagster needs to know which days its embeddings read before any run starts. Moving the
@@ -97,14 +98,16 @@ def embedding_days(environ: dict[str, str] | None = None) -> list[str]:
     import datetime as dt
 
     env = os.environ if environ is None else environ
-    raw = env.get(EMBEDDING_DAY_ENV, "").strip() or DEFAULT_EMBEDDING_DAY
+    # A team's own data: by default its last day, and it starts on its first.
+    first_day, last_day = DATA_DAYS or (FIRST_DAY, DEFAULT_EMBEDDING_DAY)
+    raw = env.get(EMBEDDING_DAY_ENV, "").strip() or last_day
     try:
         end = dt.date.fromisoformat(raw)
     except ValueError:
         end = None
-    first = dt.date.fromisoformat(FIRST_DAY)
+    first = dt.date.fromisoformat(first_day)
     if end is None or end < first:
-        raise ValueError(f"{EMBEDDING_DAY_ENV}={raw!r} is out of range: must be a date YYYY-MM-DD on or after {FIRST_DAY}")
+        raise ValueError(f"{EMBEDDING_DAY_ENV}={raw!r} is out of range: must be a date YYYY-MM-DD on or after {first_day}")
     days = window_days(environ)
     return [(end - dt.timedelta(days=i)).isoformat() for i in reversed(range(days))
             if end - dt.timedelta(days=i) >= first]

@@ -45,19 +45,42 @@ def open_source(setting: str, world: WorldSpec, **tables):
     return source.with_known(**tables) if tables else source
 
 
-def data_first_day(environ: dict[str, str] | None = None) -> str | None:
-    """The data's first day (the first daily partition) for a source of a team's own data; None for
-    the synthetic world, whose days start at a fixed date."""
+def source_has(setting: str, table: str) -> bool:
+    """Whether the own-data source ``setting`` provides the optional ``table``; False for synthetic
+    (the world generates its advertisers and labels itself) and for a source that cannot be opened
+    (:func:`data_first_day` says why)."""
+    if setting == SYNTHETIC:
+        return False
+    try:
+        return open_source(setting, None).has(table)
+    except Exception:  # noqa: BLE001 - an unreadable source fails the load in data_first_day, with its reason
+        return False
+
+
+def data_days(environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """The data's first and last day, for a source of a team's own data (the first is the first
+    daily partition; the last is where the audience embeddings' window ends unless
+    ``$ADREL_EMBEDDING_DAY`` says otherwise); None for the synthetic world, whose days start at a
+    fixed date."""
     if is_synthetic(environ):
         return None
     from adrel_pipeline.sources import source_from_env
 
     try:
-        return source_from_env(dict(os.environ if environ is None else environ)).first_day().isoformat()
+        days = source_from_env(dict(os.environ if environ is None else environ)).days()
+        if not days:
+            raise ValueError("the source has no interactions at all (no days)")
     except Exception as err:
-        raise RuntimeError(f"{SOURCE_ENV}={source_setting(environ)!r}: cannot read the data's first day "
+        raise RuntimeError(f"{SOURCE_ENV}={source_setting(environ)!r}: cannot read the data's days "
                            f"({type(err).__name__}: {err}). Fix the source, or unset {SOURCE_ENV} for the "
                            "synthetic world.") from err
+    return days[0].isoformat(), days[-1].isoformat()
+
+
+def data_first_day(environ: dict[str, str] | None = None) -> str | None:
+    """The data's first day (the first daily partition); None for the synthetic world."""
+    days = data_days(environ)
+    return None if days is None else days[0]
 
 
 class DataSource(dg.ConfigurableResource):
@@ -74,6 +97,14 @@ class DataSource(dg.ConfigurableResource):
 
     def open(self, world: WorldSpec, **tables):
         return open_source(self.source, world, **tables)
+
+    def features(self, world: WorldSpec):
+        """The source's :class:`~adrel_pipeline.graph.features.FeatureSpec` (the world's when synthetic)."""
+        return self.open(world).features
+
+    def has(self, table: str) -> bool:
+        """Whether the source provides the optional ``table`` (``seed_lists``, ``labels``)."""
+        return not self.synthetic and source_has(self.source, table)
 
     def fingerprint(self, world: WorldSpec) -> str:
         """What the data is: the synthetic world's fingerprint, else the source setting's hash. Stored
