@@ -63,14 +63,26 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 
 ## A team's own data ($$ADREL_SOURCE: a directory, a postgresql:// URL or a .yaml file; README "Your
 ## own data"), in its own state folder: users, items and the interactions of FIRST_DAY...RUN_DAY in
-## one run, the model of RUN_DAY, its report. Set FIRST_DAY / RUN_DAY to your data's days.
+## one run, the model of RUN_DAY; with seed lists, every advertiser's expansion (one run); with
+## labels, the relevance model of the labels up to RUN_DAY; then the report. Set FIRST_DAY / RUN_DAY
+## to your data's days.
 run-source: install $(DAGSTER_HOME)/dagster.yaml
 	@if [ -z "$(SOURCE_ID)" ]; then echo "set ADREL_SOURCE to your data: a directory, a postgresql:// URL or a .yaml file (README: Your own data)" >&2; exit 2; fi
 	@echo "== users, items and the interactions of $(FIRST_DAY)...$(RUN_DAY) from $(ADREL_SOURCE) (one run)"
 	$(DG) launch --assets users,items,interaction_edges --partition-range $(FIRST_DAY)...$(RUN_DAY) -c config/console-info.yaml
 	@echo "== graph, split, model and evaluation of $(RUN_DAY)"
 	$(DG) launch --assets 'hetero_graph*' --partition $(RUN_DAY) -c config/console-info.yaml
-	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY)
+	@set -e; tables="$$($(PY) -m adrel_pipeline.sources --tables)"; report=""; \
+	if echo "$$tables" | grep -qw seed_lists; then \
+	  echo "== audience expansion: the advertisers of the seed lists, the user embeddings, every advertiser's models and expansion"; \
+	  $(DG) launch --assets advertisers -c config/console-info.yaml; \
+	  $(DG) launch --assets 'user_embeddings,seed_lists*' --partition-range "$$($(PY) -m adrel_pipeline.sources --advertiser-range)" -c config/console-info.yaml; \
+	  report="$$report --audience"; fi; \
+	if echo "$$tables" | grep -qw labels; then \
+	  echo "== contextual relevance: the labels up to $(RUN_DAY) and the calibrated relevance model"; \
+	  $(DG) launch --assets 'relevance_labels*' --partition $(RUN_DAY) -c config/console-info.yaml; \
+	  report="$$report --contextual"; fi; \
+	$(PY) -m adrel_pipeline.defs.report --partition $(RUN_DAY) $$report
 
 ## Load the code location as every Dagster process does and validate it; exits non-zero on broken defs (CI).
 check: install $(DAGSTER_HOME)/dagster.yaml

@@ -97,6 +97,8 @@ def contextual(instance: dg.DagsterInstance, partition: str | None) -> int:
         print(f"relevance_labels / relevance_model have not been materialized for {partition} in this DAGSTER_HOME "
               "yet", file=sys.stderr)
         return 1
+    if model.get("oracle_available") is False:
+        return own_labels(labels, model, partition)
     print(f"\ncontextual relevance, {partition}: {labels['dagster/row_count']} labelled rows "
           f"({labels['rows/candidates']} candidates, {labels['rows/heuristic']} heuristic, {labels['rows/test']} test)")
     print(f"{'disagreement_rate':>34}: {labels['disagreement_rate']:.4f} (the seed's jobs: below 0.10)")
@@ -116,6 +118,29 @@ def contextual(instance: dg.DagsterInstance, partition: str | None) -> int:
           f"AUC {model['heuristic/auc']:.4f}, nDCG@10 {model['heuristic/ndcg_at_10']:.4f} on the same test set")
     print(f"{'mlflow run':>34}: {model['mlflow_run_url']}")
     return funnel(instance, partition)
+
+
+def own_labels(labels: dict, model: dict, partition: str | None) -> int:
+    """A team's own labels and the model trained on them: no oracle, and no funnel to measure it in."""
+    from adrel_pipeline.world.contexts import CONTENT_TYPES, SURFACES
+
+    print(f"\ncontextual relevance, {partition}: {labels['dagster/row_count']} labelled pairs ({labels['ratings']} "
+          f"ratings over {labels['days']} days); {model['train_pairs']} to train, {model['test_pairs']} to test "
+          "(held-out contexts)")
+    print(f"{'disagreement_rate':>34}: {labels['disagreement_rate']:.4f} (the seed's jobs: below 0.10)")
+    print(f"{'krippendorff_alpha':>34}: {labels['krippendorff_alpha']:.4f} (ordinal)")
+    print(f"{'ECE on labels':>34}: {model['ece']:.4f}   oracle: unavailable (real data: the truth is unknown)")
+    for segment in (*CONTENT_TYPES, *SURFACES):
+        if f"ece/{segment}" in model:
+            print(f"{'ece/' + segment:>34}: {model['ece/' + segment]:.4f}"
+                  f"   legacy features: {model['no_category_match/ece/' + segment]:.4f}")
+    print(f"{'brier / auc / ndcg_at_10':>34}: {model['brier']:.4f} / {model['auc']:.4f} / {model['ndcg_at_10']:.4f}"
+          f"   legacy features {model['no_category_match/brier']:.4f} / {model['no_category_match/auc']:.4f} / "
+          f"{model['no_category_match/ndcg_at_10']:.4f}")
+    print(f"{'adrel-relevance':>34}: v{model['mlflow_model_version']} -> {model['promotion']}: "
+          f"{model['promotion_reason']}")
+    print(f"{'mlflow run':>34}: {model['mlflow_run_url']}")
+    return 0
 
 
 def funnel(instance: dg.DagsterInstance, partition: str | None) -> int:

@@ -76,3 +76,4 @@ def source_from_env(environ: Mapping[str, str] | None = None) -> Source:
     if path.is_file() and path.suffix in (".yaml", ".yml"):
         return source_from_config(path, raw)
     raise _error(raw, "not 'synthetic', an existing directory, a .yaml file or a postgresql URL")
+

@@ -11,6 +11,7 @@ import uuid
 import polars as pl
 import pytest
 
+from adrel_pipeline.contextual.spec import LabelSpec
 from adrel_pipeline.export import TRUTH_COLUMNS, export_world, main
 from adrel_pipeline.graph.features import synthetic_features
 from adrel_pipeline.sources import (
@@ -23,6 +24,7 @@ from adrel_pipeline.sources import (
 )
 from adrel_pipeline.sources.contract import INTERACTION_SCHEMA
 from adrel_pipeline.world import WorldSpec, generate_day, generate_items, generate_users
+from adrel_pipeline.world.advertisers import advertiser_ids, generate_seed_list
 from adrel_pipeline.world.oracle import has_truth
 from adrel_pipeline_tests.conftest import SMALL_WORLD
 
@@ -58,6 +60,15 @@ def test_export_round_trips_through_a_file_source(small, exported):
     assert not has_truth(source.users(), source.items())
     synthetic = SyntheticSource(small)
     assert has_truth(synthetic.users(), synthetic.items())
+    # The advertisers' seed lists as the world draws them, and the crowd's ratings of every day.
+    seeds = source.seed_lists()
+    for key in advertiser_ids(small):
+        drawn = generate_seed_list(small, users, key)
+        assert seeds.filter(pl.col("advertiser_id") == key).drop("advertiser_id").equals(drawn)
+    ratings = source.labels()
+    assert sorted(ratings["day"].unique()) == DAYS
+    assert not {"true_grade", "relevance_probability", "quality"} & set(ratings.columns)
+    assert ratings.group_by("context_id", "item_id").len()["len"].unique().to_list() == [LabelSpec().raters_per_row]
 
 
 def test_export_leaves_out_the_latent_truth(exported):
@@ -219,6 +230,56 @@ def test_an_unparsable_day(tmp_path):
 
 # --- $ADREL_SOURCE ---
 
+SEEDS_CSV = "advertiser_id,user_id\n" + "".join(f"acme,{u}\n" for u in (1, 2, 3))
+
+
+def test_seed_lists_one_table_or_a_file_per_advertiser(tmp_path, monkeypatch):
+    from adrel_pipeline.world import advertisers
+
+    monkeypatch.setattr(advertisers, "MIN_SEED_USERS", 3)  # three users in the tiny source
+    one = tiny(tmp_path, **{"seed_lists.csv": SEEDS_CSV})
+    assert one.has("seed_lists") and not one.has("labels") and one.labels() is None
+    table = one.seed_lists()
+    assert table["advertiser_id"].to_list() == ["acme"] * 3 and table["user_id"].to_list() == [1, 2, 3]
+    assert table["impressions"].to_list() == [1, 1, 1] and table["clicks"].to_list() == [0, 0, 0]
+    per_file = tiny(tmp_path)
+    (per_file.directory / "seed_lists").mkdir()
+    (per_file.directory / "seed_lists" / "acme.csv").write_text("user_id,impressions,clicks\n3,5,1\n1,2,0\n2,4,4\n")
+    got = per_file.seed_lists()
+    assert got["advertiser_id"].to_list() == ["acme"] * 3 and got["clicks"].to_list() == [0, 4, 1]
+    assert tiny(tmp_path).seed_lists() is None
+
+
+def test_bad_seed_lists_name_the_file_the_advertiser_and_the_users(tmp_path):
+    unknown = tiny(tmp_path, **{"seed_lists.csv": SEEDS_CSV + "acme,99\n"})
+    with pytest.raises(SourceDataError, match=r"seed_lists\.csv \(advertiser acme\): 1 of 4 user_ids are not platform "
+                                              r"users \(e\.g\. 99\)"):
+        unknown.seed_lists()
+    small = tiny(tmp_path, **{"seed_lists.csv": SEEDS_CSV})
+    with pytest.raises(SourceDataError, match=r"advertiser acme\): 3 users, fewer than the minimum of 10"):
+        small.seed_lists()
+    bad_id = tiny(tmp_path, **{"seed_lists.csv": "advertiser_id,user_id\nno way!,1\n"})
+    with pytest.raises(SourceDataError, match=r"column advertiser_id: 1 values are not advertiser ids .*no way!"):
+        bad_id.seed_lists()
+
+
+LABELS_CSV = ("context_id,item_id,rater_id,label,day,surface,content_type,text_match\n"
+              "1,10,r1,4,2026-02-01,search,regular,0.5\n1,10,r2,5,2026-02-01,search,regular,0.5\n")
+
+
+def test_labels_are_checked_against_the_ads(tmp_path):
+    good = tiny(tmp_path, **{"labels.csv": LABELS_CSV})
+    ratings = good.labels()
+    assert ratings.height == 2 and ratings["day"].to_list() == [dt.date(2026, 2, 1)] * 2
+    assert ratings["embedding_similarity"].null_count() == 2  # an absent optional signal: null
+    organic = tiny(tmp_path, **{"labels.csv": LABELS_CSV.replace("1,10,", "1,11,")})
+    with pytest.raises(SourceDataError, match=r"labels\.csv, column 'item_id': 2 of 2 ratings name 1 item_ids that"):
+        organic.labels()
+    off_scale = tiny(tmp_path, **{"labels.csv": LABELS_CSV.replace(",5,", ",7,")})
+    with pytest.raises(SourceDataError, match=r"labels\.csv, column 'label': 1 of 2 labels are outside the 5-point"):
+        off_scale.labels()
+
+
 def test_source_from_env_forms(tmp_path):
     world = tmp_path / "world.yaml"
     world.write_text("num_users: 500\nnum_items: 1000\nnum_interactions: 5000\n")
@@ -283,6 +344,11 @@ def test_postgres_source_equals_the_file_source(exported, tmp_path):
             db.interactions(dt.date(2026, 1, 5))
         with pytest.raises(ValueError, match="already exist"):
             load_directory(exported, PG_URL, tables)
+        # The seed lists and labels, loaded beside users (in its schema), read back as the files give them.
+        assert db.tables["seed_lists"] == f"{schema}.seed_lists" and db.tables["labels"] == f"{schema}.labels"
+        assert db.seed_lists().equals(files.seed_lists())
+        order = ["context_id", "item_id", "rater_id"]
+        assert db.labels().sort(order).equals(files.labels().sort(order))
         # A URL in a YAML config, as ADREL_SOURCE names it.
         config = tmp_path / "db.yaml"
         config.write_text(f"url: {PG_URL}\ntables: {tables}\n")
