@@ -2,12 +2,13 @@
 
     python benchmarks/sources.py [--scale 10] [--repeats 3] [--pg-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
 
-Exports the default world times ``--scale`` (users, items and weekly interactions) for its first 7
-days as parquet and as CSV (``adrel_pipeline.export``), loads the parquet directory into PostgreSQL
+Exports the default world times ``--scale`` (users, items and weekly interactions, the advertisers'
+seed lists and the crowd's ratings) for its first 7 days as parquet and as CSV (``adrel_pipeline.export``), loads the parquet directory into PostgreSQL
 (``load_directory``, in a schema of its own, dropped afterwards; skipped when no server answers) and
 writes it once more with all interactions in one ``interactions.parquet``, then
-reads every day from each source, ``--repeats`` times on a fresh source each: users and items once
-(read and checked), then the days' interactions (read, typed, checked against the users and items).
+reads every day from each source, ``--repeats`` times on a fresh source each: users, items and seed
+lists once (read and checked), then the days' interactions (read, typed, checked against the users
+and items), then the labels (read, typed, checked against the ads).
 Prints the median wall time per step and the interactions' rows per second. Without Dagster.
 """
 
@@ -39,16 +40,20 @@ def timed(fn):
 
 
 def read_all(make_source, repeats: int) -> dict:
-    tables, days, rows = [], [], 0
+    tables, days, labels, rows, ratings = [], [], [], 0, 0
     for _ in range(repeats):
         source = make_source()
-        _, t = timed(lambda s=source: (s.users(), s.items()))
+        _, t = timed(lambda s=source: (s.users(), s.items(), s.seed_lists()))
         tables.append(t)
         start = time.perf_counter()
         rows = sum(source.interactions(day).height for day in source.days())
         days.append(time.perf_counter() - start)
-    median = statistics.median(days)
-    return {"users+items s": statistics.median(tables), "days s": median, "rows": rows, "rows/s": rows / median}
+        got, t = timed(source.labels)
+        ratings = 0 if got is None else got.height
+        labels.append(t)
+    median, label_s = statistics.median(days), statistics.median(labels)
+    return {"users+items s": statistics.median(tables), "days s": median, "rows": rows, "rows/s": rows / median,
+            "labels s": label_s, "ratings": ratings, "ratings/s": ratings / label_s if ratings else float("nan")}
 
 
 def main() -> None:
@@ -86,7 +91,7 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - no server: the file sources' figures still stand
             print(f"PostgreSQL skipped: {' '.join(str(err).split())[:200]}")
         else:
-            tables = {k: f"{schema}.{k}" for k in ("users", "items", "interactions")}
+            tables = {k: f"{schema}.{k}" for k in ("users", "items", "interactions", "seed_lists", "labels")}
             try:
                 _, t = timed(lambda: load_directory(Path(tmp) / "parquet", args.pg_url, tables))
                 print(f"load_directory into PostgreSQL: {t:.1f} s")
@@ -96,10 +101,12 @@ def main() -> None:
                     conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
                 engine.dispose()
     print(f"\nmedian of {args.repeats}:\n")
-    print("| source | users + items (s) | 7 days of interactions (s) | rows | rows/s |")
-    print("|---|---:|---:|---:|---:|")
+    print("| source | users + items + seed lists (s) | 7 days of interactions (s) | rows | rows/s "
+          "| labels (s) | ratings | ratings/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['users+items s']:.2f} | {r['days s']:.2f} | {r['rows']:,} | {r['rows/s']:,.0f} |")
+        print(f"| {name} | {r['users+items s']:.2f} | {r['days s']:.2f} | {r['rows']:,} | {r['rows/s']:,.0f} "
+              f"| {r['labels s']:.2f} | {r['ratings']:,} | {r['ratings/s']:,.0f} |")
 
 
 if __name__ == "__main__":

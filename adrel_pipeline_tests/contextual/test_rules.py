@@ -90,6 +90,15 @@ def test_labels_on_scale_names_a_label_that_is_not_the_median(labels):
     assert outcome.metadata["wrong_label_rows"] == 5
 
 
+def test_labels_on_scale_of_panels_of_any_size():
+    # A team's own labels: one to four raters a pair; the label is the lower median.
+    ratings = pl.Series("ratings", [[5], [1, 5], [4, 2, 3], [5, 1, 4, 3]], dtype=pl.List(pl.Int8))
+    good = pl.DataFrame([ratings, pl.Series("label", [5, 1, 3, 3], dtype=pl.Int8)])
+    assert_passes(r.labels_on_scale(good))
+    upper = good.with_columns(pl.Series("label", [5, 5, 3, 4], dtype=pl.Int8))  # upper medians of the even panels
+    assert_fails(r.labels_on_scale(upper), "2 rows whose label is not their raters' median")
+
+
 def test_labels_on_scale_of_no_rows():
     empty = pl.DataFrame({"ratings": pl.Series([], dtype=pl.Array(pl.Int8, 3)), "label": pl.Series([], dtype=pl.Int8)})
     assert_passes(r.labels_on_scale(empty))
