@@ -53,7 +53,7 @@ def not_above_oracle(method: str, mean_difference: float, se: float, tolerance_s
     Above the oracle by more than ``tolerance_se`` standard errors means the method saw the truth."""
     meta = {"mean_difference": float(mean_difference), "se": float(se), "tolerance_se": tolerance_se}
     if np.isnan(mean_difference):
-        return CheckOutcome(True, "no oracle for these advertisers (uploaded seed lists): nothing to compare", meta)
+        return CheckOutcome(True, "no oracle for these advertisers (uploaded seed lists, or a team's own data): nothing to compare", meta)
     if mean_difference > tolerance_se * se:
         return CheckOutcome(False, f"{method} is above the oracle by {mean_difference:+.4f} "
                                    f"({mean_difference / max(se, 1e-12):.1f} standard errors): a leak", meta)

@@ -69,7 +69,7 @@ MODULES_BY_ASSET: Mapping[str, tuple[str, ...]] = {
     "trained_gat": TRAINING_MODULES,
     "oracle_metrics": ORACLE_MODULES,
     "test_auc": MODEL_MODULES,
-    "advertisers": ADVERTISER_MODULES,
+    "advertisers": SEED_LIST_MODULES,  # a team's own advertisers are its seed lists'
     "seed_lists": SEED_LIST_MODULES,
     "user_embeddings": EMBEDDING_MODULES,
     "audience_models": AUDIENCE_MODEL_MODULES,

@@ -50,10 +50,11 @@ class Source(ABC):
     def interactions(self, day: dt.date) -> pl.DataFrame:
         """That day's interactions only (:data:`~.contract.INTERACTION_SCHEMA`), checked."""
 
-    def _raw(self, table: str) -> tuple[pl.DataFrame, str] | None:
-        """An optional table (:data:`~.contract.PIPELINE_TABLES`) as read, and where it was read
-        from; None when the source has none. The synthetic world has none: its own assets generate
-        advertisers and labels with their truth."""
+    def _raw(self, table: str, until: dt.date | None = None) -> tuple[pl.DataFrame, str] | None:
+        """An optional table (:data:`~.contract.PIPELINE_TABLES`) as read (``labels``: the rows of
+        days up to ``until``, and those whose day is not a date, for the checks to name), and where
+        it was read from; None when the source has none. The synthetic world has none: its own
+        assets generate advertisers and labels with their truth."""
         return None
 
     def has(self, table: str) -> bool:
@@ -76,14 +77,17 @@ class Source(ABC):
         except SeedListError as err:
             raise SourceDataError(str(err)) from err
 
-    def labels(self) -> pl.DataFrame | None:
-        """Every human rating (:mod:`adrel_pipeline.contextual.own_labels`), checked against the
+    def labels(self, until: dt.date | None = None) -> pl.DataFrame | None:
+        """Every human rating (:mod:`adrel_pipeline.contextual.own_labels`) of a day up to ``until``
+        (filtered where the data lies: a scan's predicate, SQL's ``WHERE``), checked against the
         ads; None when the source has no ``labels``."""
         from adrel_pipeline.contextual.own_labels import check_ratings
 
-        raw = self._raw(LABELS)
+        raw = self._raw(LABELS, until)
         if raw is None:
             return None
+        if until is not None and raw[0].height == 0:
+            raise SourceDataError(f"{raw[1]}: no labels of a day on or before {until}: choose a later day")
         items = self._known_ids()[1]
         return check_ratings(raw[0], raw[1], ad_ids=items.filter(pl.col(IS_AD))[ITEM_ID])
 

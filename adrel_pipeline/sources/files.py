@@ -140,7 +140,7 @@ class FileSource(Source):
         folder = table == SEED_LISTS and (self.directory / SEED_LISTS).is_dir()
         return folder or find_table(self.directory, table, required=False) is not None
 
-    def _raw(self, table: str) -> tuple[pl.DataFrame, str] | None:
+    def _raw(self, table: str, until: dt.date | None = None) -> tuple[pl.DataFrame, str] | None:
         folder = self.directory / table
         if table == SEED_LISTS and folder.is_dir():
             if find_table(self.directory, table, required=False) is not None:
@@ -159,7 +159,13 @@ class FileSource(Source):
                 raise SourceDataError(f"{folder}: no seed lists: add <advertiser_id>.parquet|csv files or remove it")
             return pl.concat(parts, how="diagonal_relaxed"), str(folder)
         path = find_table(self.directory, table, required=False)
-        return None if path is None else (read_table(path), str(path))
+        if path is None:
+            return None
+        schema = _scan(path).collect_schema()
+        if until is None or DAY not in schema:
+            return read_table(path), str(path)
+        day = day_expr(schema[DAY], DAY)
+        return read_table(path, lambda lf: lf.filter((day <= until) | day.is_null())), str(path)
 
     def users(self) -> pl.DataFrame:
         if self._users is None:

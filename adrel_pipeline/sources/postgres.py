@@ -141,19 +141,24 @@ class PostgresSource(Source):
             return quoted
         return f"({quoted} AT TIME ZONE 'UTC')::date" if tz else f"{quoted}::date"
 
-    def _read(self, key: str) -> pl.DataFrame:
+    def _read(self, key: str, until: dt.date | None = None) -> pl.DataFrame:
+        """Table ``key``, ordered; with ``until``, its rows of days up to then (or of no day)."""
         prep = self.engine.dialect.identifier_preparer
         quoted = ", ".join(prep.quote(c) for c in self._columns[key])
         # Ordered: a table's row order is not stable in PostgreSQL, the pipeline's must be.
         order = ", ".join(prep.quote(c) for c in _ORDER[key] if c in self._columns[key]) or "1"
+        where = ""
+        if until is not None and DAY in self._columns[key]:
+            # A date's ISO form is a safe literal; NULL days stay for the checks to name.
+            where = f" WHERE {prep.quote(DAY)} <= DATE '{until.isoformat()}' OR {prep.quote(DAY)} IS NULL"
         with self.engine.connect() as conn:
-            return pl.read_database(f"SELECT {quoted} FROM {self._table(key)} ORDER BY {order}", conn)
+            return pl.read_database(f"SELECT {quoted} FROM {self._table(key)}{where} ORDER BY {order}", conn)
 
     def has(self, table: str) -> bool:
         return table in self.tables
 
-    def _raw(self, table: str) -> tuple[pl.DataFrame, str] | None:
-        return (self._read(table), self.where(table)) if table in self.tables else None
+    def _raw(self, table: str, until: dt.date | None = None) -> tuple[pl.DataFrame, str] | None:
+        return (self._read(table, until), self.where(table)) if table in self.tables else None
 
     def users(self) -> pl.DataFrame:
         if self._users is None:

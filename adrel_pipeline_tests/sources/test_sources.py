@@ -67,6 +67,10 @@ def test_export_round_trips_through_a_file_source(small, exported):
         assert seeds.filter(pl.col("advertiser_id") == key).drop("advertiser_id").equals(drawn)
     ratings = source.labels()
     assert sorted(ratings["day"].unique()) == DAYS
+    # A day's model reads the labels up to its day, filtered in the scan.
+    assert source.labels(until=DAYS[1]).equals(ratings.filter(pl.col("day") <= DAYS[1]))
+    with pytest.raises(SourceDataError, match=r"labels\.(parquet|csv): no labels of a day on or before 2025-12-31"):
+        source.labels(until=dt.date(2025, 12, 31))
     assert not {"true_grade", "relevance_probability", "quality"} & set(ratings.columns)
     assert ratings.group_by("context_id", "item_id").len()["len"].unique().to_list() == [LabelSpec().raters_per_row]
 
@@ -275,6 +279,10 @@ def test_labels_are_checked_against_the_ads(tmp_path):
     organic = tiny(tmp_path, **{"labels.csv": LABELS_CSV.replace("1,10,", "1,11,")})
     with pytest.raises(SourceDataError, match=r"labels\.csv, column 'item_id': 2 of 2 ratings name 1 item_ids that"):
         organic.labels()
+    # A day that is no date is named even when the labels are read up to a day.
+    undated = tiny(tmp_path, **{"labels.csv": LABELS_CSV.replace("r2,5,2026-02-01", "r2,5,02/01/2026")})
+    with pytest.raises(SourceDataError, match=r"(?s)labels\.csv, column 'day': 1 of 2 values are not dates.*02/01/2026"):
+        undated.labels(until=dt.date(2026, 2, 1))
     off_scale = tiny(tmp_path, **{"labels.csv": LABELS_CSV.replace(",5,", ",7,")})
     with pytest.raises(SourceDataError, match=r"labels\.csv, column 'label': 1 of 2 labels are outside the 5-point"):
         off_scale.labels()
@@ -349,6 +357,7 @@ def test_postgres_source_equals_the_file_source(exported, tmp_path):
         assert db.seed_lists().equals(files.seed_lists())
         order = ["context_id", "item_id", "rater_id"]
         assert db.labels().sort(order).equals(files.labels().sort(order))
+        assert db.labels(until=DAYS[0]).sort(order).equals(files.labels(until=DAYS[0]).sort(order))
         # A URL in a YAML config, as ADREL_SOURCE names it.
         config = tmp_path / "db.yaml"
         config.write_text(f"url: {PG_URL}\ntables: {tables}\n")

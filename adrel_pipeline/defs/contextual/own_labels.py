@@ -43,17 +43,13 @@ def relevance_labels(context: dg.AssetExecutionContext, config: OwnLabelConfig, 
 
     day = dt.date.fromisoformat(context.partition_key)
     try:
-        ratings = source.open(world.spec(), items=items).labels()
+        ratings = source.open(world.spec(), items=items).labels(until=day)
     except SourceDataError as err:
         raise failure(err) from err
     if ratings is None:
         raise dg.Failure(f"{source.source}: no labels table: add labels.csv (README: Your own data) to train the "
                          "relevance model", allow_retries=False)
-    upto = ratings.filter(pl.col("day") <= day)
-    if upto.height == 0:
-        raise dg.Failure(f"{source.source}: no labels on or before {day} (the first are of {ratings['day'].min()}): "
-                         "materialize a later day", allow_retries=False)
-    pairs = aggregate_ratings(upto)
+    pairs = aggregate_ratings(ratings)
     qc = quality_of(pairs)
     spec = config.spec(LabelSpec, seed=world.seed)
     distribution = pairs.group_by("content_type", "surface").agg(
@@ -64,8 +60,8 @@ def relevance_labels(context: dg.AssetExecutionContext, config: OwnLabelConfig, 
                                                                        spec.max_disagreement_rate)}
     yield from checks.emit(dg.Output(pairs, metadata={
         "dagster/row_count": pairs.height,
-        "ratings": upto.height,
-        "days": upto["day"].n_unique(),
+        "ratings": ratings.height,
+        "days": ratings["day"].n_unique(),
         "contexts": pairs["context_id"].n_unique(),
         **qc,
         "label_distribution": markdown_block(distribution),
