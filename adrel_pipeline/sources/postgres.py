@@ -141,24 +141,48 @@ class PostgresSource(Source):
             return quoted
         return f"({quoted} AT TIME ZONE 'UTC')::date" if tz else f"{quoted}::date"
 
-    def _read(self, key: str, until: dt.date | None = None) -> pl.DataFrame:
-        """Table ``key``, ordered; with ``until``, its rows of days up to then (or of no day)."""
+    def _read(self, key: str) -> pl.DataFrame:
+        """Table ``key`` through a cursor (the features keep their SQL types), ordered."""
         prep = self.engine.dialect.identifier_preparer
         quoted = ", ".join(prep.quote(c) for c in self._columns[key])
         # Ordered: a table's row order is not stable in PostgreSQL, the pipeline's must be.
         order = ", ".join(prep.quote(c) for c in _ORDER[key] if c in self._columns[key]) or "1"
-        where = ""
-        if until is not None and DAY in self._columns[key]:
-            # A date's ISO form is a safe literal; NULL days stay for the checks to name.
-            where = f" WHERE {prep.quote(DAY)} <= DATE '{until.isoformat()}' OR {prep.quote(DAY)} IS NULL"
         with self.engine.connect() as conn:
-            return pl.read_database(f"SELECT {quoted} FROM {self._table(key)}{where} ORDER BY {order}", conn)
+            return pl.read_database(f"SELECT {quoted} FROM {self._table(key)} ORDER BY {order}", conn)
 
     def has(self, table: str) -> bool:
         return table in self.tables
 
+    def _copy_out(self, query: str, params: Mapping, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+        """``query``'s rows streamed back with ``COPY (...) TO STDOUT`` as CSV, parsed by polars with
+        ``schema``: far faster than fetching rows through a cursor."""
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                # psycopg2 binds the parameters (mogrify); the filter runs on the server.
+                sql = cur.mogrify(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", params).decode()
+                buffer = io.BytesIO()
+                cur.copy_expert(sql, buffer)
+        finally:
+            raw.close()
+        buffer.seek(0)
+        return pl.read_csv(buffer, schema=schema)
+
     def _raw(self, table: str, until: dt.date | None = None) -> tuple[pl.DataFrame, str] | None:
-        return (self._read(table, until), self.where(table)) if table in self.tables else None
+        """An optional table through COPY (the labels run to millions of ratings): integers and
+        numbers as such, every other column as text for the contract's checks to parse and name."""
+        if table not in self.tables:
+            return None
+        prep = self.engine.dialect.identifier_preparer
+        columns = self._columns[table]
+        order = ", ".join(prep.quote(c) for c in _ORDER[table] if c in columns) or "1"
+        where, params = "", {}
+        if until is not None and DAY in columns:
+            # Rows without a day stay, for the checks to name.
+            where, params = f" WHERE {prep.quote(DAY)} <= %(until)s OR {prep.quote(DAY)} IS NULL", {"until": until}
+        query = (f"SELECT {', '.join(prep.quote(c) for c in columns)} FROM {self._table(table)}{where} "
+                 f"ORDER BY {order}")
+        return self._copy_out(query, params, {c: _polars_type(t) for c, t in columns.items()}), self.where(table)
 
     def users(self) -> pl.DataFrame:
         if self._users is None:
@@ -194,17 +218,7 @@ class PostgresSource(Source):
                 "start": start, "end": start + dt.timedelta(days=1)}
         query = (f"SELECT {prep.quote(USER_ID)}, {prep.quote(ITEM_ID)}, {self._day_sql()} AS day "
                  f"FROM {self._table(INTERACTIONS)} WHERE {condition}")
-        raw = self.engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                # psycopg2 binds the parameters (mogrify); the filter runs on the server.
-                sql = cur.mogrify(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", params).decode()
-                buffer = io.BytesIO()
-                cur.copy_expert(sql, buffer)
-        finally:
-            raw.close()
-        buffer.seek(0)
-        df = pl.read_csv(buffer, schema={USER_ID: pl.Int64, ITEM_ID: pl.Int64, DAY: pl.Utf8})
+        df = self._copy_out(query, params, {USER_ID: pl.Int64, ITEM_ID: pl.Int64, DAY: pl.Utf8})
         where = self.where(INTERACTIONS)
         # Sorted: the server returns rows in no stable order, and the pipeline must be deterministic.
         df = to_interactions(df, where).sort(USER_ID, ITEM_ID)
@@ -214,6 +228,15 @@ class PostgresSource(Source):
 
 
 _PG_TYPES = {pl.Boolean: sa.Boolean, pl.Date: sa.Date, pl.Utf8: sa.Text}
+
+
+def _polars_type(sql: sa.types.TypeEngine) -> pl.DataType:
+    """How a column read through COPY's CSV is parsed: integers and numbers as such, the rest as text."""
+    if isinstance(sql, sa.Integer):
+        return pl.Int64
+    if isinstance(sql, (sa.Float, sa.Numeric)):
+        return pl.Float64
+    return pl.Utf8
 
 
 def _sql_type(dtype: pl.DataType) -> sa.types.TypeEngine:

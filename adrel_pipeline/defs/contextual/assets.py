@@ -166,6 +166,19 @@ LABEL_CHECKS = [
 ]
 
 
+def label_distribution(labels: pl.DataFrame) -> dg.MetadataValue:
+    """Rows per content type and surface, the share of each 5-point label and of relevant rows."""
+    return markdown_block(labels.group_by("content_type", "surface").agg(
+        pl.len().alias("rows"), *[(pl.col("label") == g).mean().round(3).alias(str(g)) for g in range(1, 6)],
+        pl.col("relevant").mean().round(3).alias("relevant")).sort("content_type", "surface"))
+
+
+def label_outcomes(labels: pl.DataFrame, qc: dict, spec: LabelSpec) -> dict:
+    """The outcomes of :data:`LABEL_CHECKS`."""
+    return {"labels_on_scale": rules.labels_on_scale(labels),
+            "disagreement_within_limit": rules.disagreement_within(qc["disagreement_rate"], spec.max_disagreement_rate)}
+
+
 @dg.asset(group_name=GROUP, kinds={"polars"}, partitions_def=daily, code_version=asset_code_version("relevance_labels"),
           check_specs=checks.specs("relevance_labels", LABEL_CHECKS, daily))
 def relevance_labels(context: dg.AssetExecutionContext, config: LabelConfig, world: WorldResource,
@@ -186,18 +199,14 @@ def relevance_labels(context: dg.AssetExecutionContext, config: LabelConfig, wor
     labels = label_rows(rows, spec, day_key(day))
     qc = quality(labels)
     per_job = {job: quality(part) for (job,), part in labels.partition_by("job", as_dict=True).items()}
-    distribution = labels.group_by("content_type", "surface").agg(
-        pl.len().alias("rows"), *[(pl.col("label") == g).mean().round(3).alias(str(g)) for g in range(1, 6)],
-        pl.col("relevant").mean().round(3).alias("relevant")).sort("content_type", "surface")
-    outcomes = {"labels_on_scale": rules.labels_on_scale(labels),
-                "disagreement_within_limit": rules.disagreement_within(qc["disagreement_rate"],
-                                                                       spec.max_disagreement_rate)}
+    distribution = label_distribution(labels)
+    outcomes = label_outcomes(labels, qc, spec)
     yield from checks.emit(dg.Output(labels, metadata={
         **table_metadata(labels.drop("rater_ids", "ratings")),
         **qc,
         **{f"rows/{job}": int((labels["job"] == job).sum()) for job in per_job},
         **{f"relevant_share/{job}": q["relevant_share"] for job, q in per_job.items()},
-        "label_distribution": markdown_block(distribution),
+        "label_distribution": distribution,
         "raters_per_row": spec.raters_per_row,
     }), LABEL_CHECKS, outcomes)
 

@@ -15,7 +15,15 @@ import polars as pl
 
 from adrel_pipeline.contextual import rules
 from adrel_pipeline.contextual.spec import LabelSpec, RelevanceCheckSpec, RelevanceModelSpec
-from adrel_pipeline.defs.contextual.assets import GROUP, LABEL_CHECKS, MODEL_NAME, RETRY, failure, markdown_block
+from adrel_pipeline.defs.contextual.assets import (
+    GROUP,
+    LABEL_CHECKS,
+    MODEL_NAME,
+    RETRY,
+    failure,
+    label_distribution,
+    label_outcomes,
+)
 from adrel_pipeline.defs.contextual.funnel import champion_comparison
 from adrel_pipeline.defs.shared import checks
 from adrel_pipeline.defs.shared.checks import Check
@@ -51,20 +59,14 @@ def relevance_labels(context: dg.AssetExecutionContext, config: OwnLabelConfig, 
                          "relevance model", allow_retries=False)
     pairs = aggregate_ratings(ratings)
     qc = quality_of(pairs)
-    spec = config.spec(LabelSpec, seed=world.seed)
-    distribution = pairs.group_by("content_type", "surface").agg(
-        pl.len().alias("pairs"), *[(pl.col("label") == g).mean().round(3).alias(str(g)) for g in range(1, 6)],
-        pl.col("relevant").mean().round(3).alias("relevant")).sort("content_type", "surface")
-    outcomes = {"labels_on_scale": rules.labels_on_scale(pairs),
-                "disagreement_within_limit": rules.disagreement_within(qc["disagreement_rate"],
-                                                                       spec.max_disagreement_rate)}
+    outcomes = label_outcomes(pairs, qc, config.spec(LabelSpec, seed=world.seed))
     yield from checks.emit(dg.Output(pairs, metadata={
         "dagster/row_count": pairs.height,
         "ratings": ratings.height,
         "days": ratings["day"].n_unique(),
         "contexts": pairs["context_id"].n_unique(),
         **qc,
-        "label_distribution": markdown_block(distribution),
+        "label_distribution": label_distribution(pairs),
     }), LABEL_CHECKS, outcomes)
 
 
