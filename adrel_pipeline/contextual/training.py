@@ -103,13 +103,11 @@ def reliability_curves(scores: dict[str, np.ndarray], test: pl.DataFrame, spec: 
                    for column in ("content_type", "surface")} for name, model_scores in scores.items()}
 
 
-def split_own(pairs: pl.DataFrame, spec: RelevanceModelSpec, test_fraction: float = 0.25
-              ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(train, test)``: ``pairs`` split by context, a seeded ``test_fraction`` of the contexts to
-    test (a draw keyed apart from the calibration fold's); a ValueError when either side is empty
+def split_own(pairs: pl.DataFrame, spec: RelevanceModelSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(train, test)``: ``pairs`` split by context, a seeded ``spec.test_fraction`` of the contexts
+    to test (a draw keyed apart from the calibration fold's); a ValueError when either side is empty
     or holds one class only."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction={test_fraction} is out of range: must be in (0, 1)")
+    test_fraction = spec.test_fraction
     contexts = pairs["context_id"].n_unique()
     if contexts < 2:
         raise ValueError(f"the labels hold {contexts} context(s): too few for a test split (contexts disjoint "
@@ -128,8 +126,7 @@ def split_own(pairs: pl.DataFrame, spec: RelevanceModelSpec, test_fraction: floa
     return train, test
 
 
-def train_and_evaluate_own(pairs: pl.DataFrame, spec: RelevanceModelSpec, test_fraction: float = 0.25
-                           ) -> ContextualResult:
+def train_and_evaluate_own(pairs: pl.DataFrame, spec: RelevanceModelSpec) -> ContextualResult:
     """The models of the module, but ``heuristic``, on a team's own labelled ``pairs``
     (:func:`adrel_pipeline.contextual.own_labels.aggregate_ratings`), evaluated on held-out contexts.
 
@@ -147,7 +144,7 @@ def train_and_evaluate_own(pairs: pl.DataFrame, spec: RelevanceModelSpec, test_f
     """
     import time
 
-    train, test = split_own(pairs, spec, test_fraction)
+    train, test = split_own(pairs, spec)
     models, seconds = fit_models(train, spec)
     # The labels stand in for the truth the metrics read; the oracle's columns are NaN, never faked.
     truthless = test.with_columns(relevance_probability=pl.lit(float("nan"), dtype=pl.Float64),

@@ -96,7 +96,7 @@ def relevance_model(context: dg.AssetExecutionContext, config: OwnRelevanceModel
 
     spec, bounds = config.spec(RelevanceModelSpec, seed=world.seed), config.spec(RelevanceCheckSpec)
     try:
-        result = train_and_evaluate_own(relevance_labels, spec, spec.test_fraction)
+        result = train_and_evaluate_own(relevance_labels, spec)
     except ValueError as err:
         raise failure(err) from err
     full, metrics, test = result.metrics["full"], result.metrics, result.test

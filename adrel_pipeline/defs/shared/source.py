@@ -12,6 +12,7 @@ Everything downstream of the three assets reads them as it reads the synthetic w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 
@@ -48,13 +49,22 @@ def open_source(setting: str, world: WorldSpec, **tables):
 def source_has(setting: str, table: str) -> bool:
     """Whether the own-data source ``setting`` provides the optional ``table``; False for synthetic
     (the world generates its advertisers and labels itself) and for a source that cannot be opened
-    (:func:`data_first_day` says why)."""
+    (:func:`data_days` says why)."""
+    return table in _optional_tables(setting)
+
+
+@functools.cache
+def _optional_tables(setting: str) -> frozenset[str]:
+    # Once per setting: the code location asks for each table when it loads.
+    from adrel_pipeline.sources.contract import PIPELINE_TABLES
+
     if setting == SYNTHETIC:
-        return False
+        return frozenset()
     try:
-        return open_source(setting, None).has(table)
-    except Exception:  # noqa: BLE001 - an unreadable source fails the load in data_first_day, with its reason
-        return False
+        source = open_source(setting, None)
+    except Exception:  # noqa: BLE001 - an unreadable source fails the load in data_days, with its reason
+        return frozenset()
+    return frozenset(t for t in PIPELINE_TABLES if source.has(t))
 
 
 def data_days(environ: dict[str, str] | None = None) -> tuple[str, str] | None:
@@ -101,10 +111,6 @@ class DataSource(dg.ConfigurableResource):
     def features(self, world: WorldSpec):
         """The source's :class:`~adrel_pipeline.graph.features.FeatureSpec` (the world's when synthetic)."""
         return self.open(world).features
-
-    def has(self, table: str) -> bool:
-        """Whether the source provides the optional ``table`` (``seed_lists``, ``labels``)."""
-        return not self.synthetic and source_has(self.source, table)
 
     def fingerprint(self, world: WorldSpec) -> str:
         """What the data is: the synthetic world's fingerprint, else the source setting's hash. Stored
