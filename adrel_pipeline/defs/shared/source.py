@@ -87,12 +87,6 @@ def data_days(environ: dict[str, str] | None = None) -> tuple[str, str] | None:
     return days[0].isoformat(), days[-1].isoformat()
 
 
-def data_first_day(environ: dict[str, str] | None = None) -> str | None:
-    """The data's first day (the first daily partition); None for the synthetic world."""
-    days = data_days(environ)
-    return None if days is None else days[0]
-
-
 class DataSource(dg.ConfigurableResource):
     """The deployment's data source (``$ADREL_SOURCE``): ``synthetic``, a directory, or a database."""
 
